@@ -1,0 +1,1 @@
+//! The real-Xen platform: placeholder until the real-Xen issue builds it.

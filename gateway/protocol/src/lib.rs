@@ -1,0 +1,1 @@
+//! Wire types for the protocols pvgate serves.
