@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what building and testing pvgate needs on Debian 12, only when it is
+# missing, so that a second run costs nothing. Used by deploy/demo.sh and
+# tests/run.sh (and so by CI, which starts from a fresh machine).
+set -euo pipefail
+
+# Debian packages: compilers and headers for the build and the tests.
+#  gcc, libc6-dev  - C parts of crates; the protocol layout test compiles C
+#  libxen-dev      - Xen's protocol headers (/usr/include/xen/io), the spec
+#  pkg-config      - finding system libraries
+packages=(gcc libc6-dev libxen-dev pkg-config)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "==> installing Debian packages: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: the machine's rustup toolchain, with the components the checks use.
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "error: no Rust toolchain (cargo) found. Install rustup (https://rustup.rs) and run this again." >&2
+        exit 1
+    fi
+fi
+for component in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done

@@ -1,0 +1,59 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pvgate",
+    version,
+    about = "Serve Xen guests' para-virtual display, sound and input to web browsers",
+    long_about = "pvgate runs in a Xen dom0 as the backend for guests' displif (xen-drm-front), \
+                  sndif (snd-xen-front) and kbdif (xen-kbdfront) frontends.\n\n\
+                  No Xen at hand? `pvgate sim-xen` runs a simulated hypervisor that \
+                  `pvgate serve --platform sim` and `pvgate-guest-sim` attach to."
+)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `pvgate=debug` (default: $RUST_LOG, else `info`).
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway: watch for guests' vdispl/vsnd/vkbd devices and serve them.
+    Serve(ServeArgs),
+    /// Run a simulated Xen (xenstore, grant tables, event channels) in DIR, for
+    /// the demo, tests and guests written in other languages.
+    SimXen(SimXenArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlatformKind {
+    /// Real Xen: xenstored, /dev/xen/gntdev, /dev/xen/evtchn.
+    Xen,
+    /// The simulator started by `pvgate sim-xen --dir DIR`.
+    Sim,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Which hypervisor to serve.
+    #[arg(long, value_enum, default_value_t = PlatformKind::Xen)]
+    pub platform: PlatformKind,
+    /// With `--platform sim`: the directory given to `pvgate sim-xen --dir`.
+    #[arg(long, required_if_eq("platform", "sim"))]
+    pub sim_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimXenArgs {
+    /// Directory for the simulator's sockets and guest memory files
+    /// (created if missing; see docs/sim-protocol.md).
+    #[arg(long)]
+    pub dir: PathBuf,
+}

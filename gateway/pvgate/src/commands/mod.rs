@@ -1,0 +1,13 @@
+//! One module per subcommand.
+
+mod serve;
+mod sim_xen;
+
+use crate::cli::Command;
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::SimXen(args) => sim_xen::run(args).await,
+    }
+}
