@@ -53,7 +53,7 @@ pub struct ServeArgs {
 #[derive(clap::Args, Debug)]
 pub struct SimXenArgs {
     /// Directory for the simulator's sockets and guest memory files
-    /// (created if missing; see docs/sim-protocol.md).
+    /// (created if missing; see gateway/platform/SIM-PROTOCOL.md).
     #[arg(long)]
     pub dir: PathBuf,
 }
