@@ -1,0 +1,25 @@
+//! What the simulated guest shows and plays: pictures and tones that tests can recognise
+//! after they went through the gateway, an encoder, a network and a browser.
+//!
+//! Pure code, no I/O. Everything is deterministic given its inputs, so a test can re-render
+//! the exact frame or samples the guest produced and compare.
+//!
+//! - [`strip`]: frame number + timestamp as big blocks at the top of every frame.
+//! - [`scene`]: the pictures (test pattern, desktop, noise) with strip and input overlay.
+//! - [`input`] / [`overlay`]: input state from events, drawn as cursor, touches, text line;
+//!   and the readers that find them again in a picture.
+//! - [`pixfmt`]: the internal XRGB8888 frame as bytes of every DRM format xen-drm-front offers.
+//! - [`tone`] / [`pcm`]: sine tones per channel, every linear/companded sndif PCM format, and
+//!   a tone analyser.
+
+pub mod frame;
+pub mod grid;
+pub mod strip;
+pub mod view;
+
+#[cfg(test)]
+mod degrade;
+
+pub use frame::{Frame, Rect};
+pub use strip::{decode_strip, draw_strip, StripData};
+pub use view::{psnr, ImageView, PixelLayout};
