@@ -1,0 +1,260 @@
+//! Xenstore key names and value parsers for displif, sndif, kbdif and the
+//! generic XenBus nodes.
+//!
+//! Two kinds of parser live here: strict ones ([`parse_u32`],
+//! [`parse_resolution`], …) for the backend reading what a guest wrote,
+//! and `*_like_linux` ones that reproduce exactly what the Linux frontends
+//! make of a value (kernel `sscanf` semantics), for code that must predict
+//! a Linux guest's behaviour — the sndif configuration tree and the guest
+//! simulator.
+
+use crate::GrantRef;
+
+/// Generic XenBus nodes (not protocol specific).
+pub mod xenbus {
+    pub const STATE: &str = "state";
+    pub const FRONTEND: &str = "frontend";
+    pub const FRONTEND_ID: &str = "frontend-id";
+    pub const BACKEND: &str = "backend";
+    pub const BACKEND_ID: &str = "backend-id";
+    pub const ONLINE: &str = "online";
+}
+
+/// displif keys (`XENDISPL_FIELD_*`). Per connector:
+/// `/local/domain/<dom>/device/vdispl/<dev>/<conn-idx>/...`.
+pub mod displif {
+    pub use crate::abi::displif::{
+        XENDISPL_DRIVER_NAME as DRIVER_NAME, XENDISPL_FIELD_BE_ALLOC as BE_ALLOC,
+        XENDISPL_FIELD_BE_VERSIONS as BE_VERSIONS, XENDISPL_FIELD_EVT_CHANNEL as EVT_CHANNEL,
+        XENDISPL_FIELD_EVT_RING_REF as EVT_RING_REF, XENDISPL_FIELD_FE_VERSION as FE_VERSION,
+        XENDISPL_FIELD_REQ_CHANNEL as REQ_CHANNEL, XENDISPL_FIELD_REQ_RING_REF as REQ_RING_REF,
+        XENDISPL_FIELD_RESOLUTION as RESOLUTION, XENDISPL_FIELD_UNIQUE_ID as UNIQUE_ID,
+    };
+
+    /// xen-drm-front reads at most this many connectors (its
+    /// `XEN_DRM_FRONT_MAX_CRTCS`) and stops at the first one without a
+    /// valid `resolution`. displif.h itself has no `max-connectors` key.
+    pub const LINUX_MAX_CONNECTORS: u32 = 4;
+
+    /// `<frontend>/<conn-idx>`
+    pub fn connector_path(frontend: &str, index: u32) -> String {
+        format!("{frontend}/{index}")
+    }
+}
+
+/// sndif keys (`XENSND_FIELD_*`). Note the request ring of a stream is
+/// `ring-ref` / `event-channel` (no `req-` prefix, unlike displif).
+pub mod sndif {
+    pub use crate::abi::sndif::{
+        XENSND_DRIVER_NAME as DRIVER_NAME, XENSND_FIELD_BE_VERSIONS as BE_VERSIONS,
+        XENSND_FIELD_BUFFER_SIZE as BUFFER_SIZE, XENSND_FIELD_CHANNELS_MAX as CHANNELS_MAX,
+        XENSND_FIELD_CHANNELS_MIN as CHANNELS_MIN, XENSND_FIELD_DEVICE_NAME as DEVICE_NAME,
+        XENSND_FIELD_EVT_CHNL as EVENT_CHANNEL, XENSND_FIELD_EVT_EVT_CHNL as EVT_EVENT_CHANNEL,
+        XENSND_FIELD_EVT_RING_REF as EVT_RING_REF, XENSND_FIELD_FE_VERSION as FE_VERSION,
+        XENSND_FIELD_RING_REF as RING_REF, XENSND_FIELD_SAMPLE_FORMATS as SAMPLE_FORMATS,
+        XENSND_FIELD_SAMPLE_RATES as SAMPLE_RATES, XENSND_FIELD_STREAM_UNIQUE_ID as UNIQUE_ID,
+        XENSND_FIELD_TYPE as TYPE, XENSND_FIELD_VCARD_LONG_NAME as LONG_NAME,
+        XENSND_FIELD_VCARD_SHORT_NAME as SHORT_NAME,
+    };
+
+    /// `<card>/<dev-idx>`
+    pub fn device_path(card: &str, device: u32) -> String {
+        format!("{card}/{device}")
+    }
+
+    /// `<card>/<dev-idx>/<stream-idx>`
+    pub fn stream_path(card: &str, device: u32, stream: u32) -> String {
+        format!("{card}/{device}/{stream}")
+    }
+}
+
+/// kbdif keys (`XENKBD_FIELD_*`). `feature-*`, `width`/`height` and
+/// `multi-touch-*` live in the backend directory; `request-*`, `page-gref`,
+/// `page-ref` and `event-channel` in the frontend's.
+pub mod kbdif {
+    pub use crate::abi::kbdif::{
+        XENKBD_DRIVER_NAME as DRIVER_NAME, XENKBD_FIELD_EVT_CHANNEL as EVENT_CHANNEL,
+        XENKBD_FIELD_FEAT_ABS_POINTER as FEATURE_ABS_POINTER,
+        XENKBD_FIELD_FEAT_DSBL_KEYBRD as FEATURE_DISABLE_KEYBOARD,
+        XENKBD_FIELD_FEAT_DSBL_POINTER as FEATURE_DISABLE_POINTER,
+        XENKBD_FIELD_FEAT_MTOUCH as FEATURE_MULTI_TOUCH, XENKBD_FIELD_FEAT_RAW_POINTER as FEATURE_RAW_POINTER,
+        XENKBD_FIELD_HEIGHT as HEIGHT, XENKBD_FIELD_MT_HEIGHT as MT_HEIGHT,
+        XENKBD_FIELD_MT_NUM_CONTACTS as MT_NUM_CONTACTS, XENKBD_FIELD_MT_WIDTH as MT_WIDTH,
+        XENKBD_FIELD_REQ_ABS_POINTER as REQUEST_ABS_POINTER, XENKBD_FIELD_REQ_MTOUCH as REQUEST_MULTI_TOUCH,
+        XENKBD_FIELD_REQ_RAW_POINTER as REQUEST_RAW_POINTER, XENKBD_FIELD_RING_GREF as PAGE_GREF,
+        XENKBD_FIELD_RING_REF as PAGE_REF, XENKBD_FIELD_UNIQUE_ID as UNIQUE_ID, XENKBD_FIELD_WIDTH as WIDTH,
+    };
+
+    /// Range of raw (unscaled) absolute coordinates (`feature-raw-pointer`).
+    pub const RAW_POINTER_MAX: i32 = 0x7fff;
+}
+
+/// A xenstore value the backend cannot accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{key} = {value:?}: not a decimal number that fits in {bits} bits")]
+    NotANumber { key: &'static str, value: String, bits: u32 },
+    #[error("{key} = {value:?}: expected <width>x<height>, both positive")]
+    BadResolution { key: &'static str, value: String },
+    #[error("{key} = {value:?}: grant reference 0 is never valid for a PV driver")]
+    ZeroGrantRef { key: &'static str, value: String },
+    #[error("{key} = {value:?}: expected \"p\" or \"c\"")]
+    BadStreamType { key: &'static str, value: String },
+}
+
+/// Strict unsigned decimal (`<uint32_t>` nodes): digits only, surrounding
+/// whitespace tolerated.
+pub fn parse_u32(key: &'static str, value: &str) -> Result<u32, KeyError> {
+    let t = value.trim();
+    if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(KeyError::NotANumber { key, value: value.to_owned(), bits: 32 });
+    }
+    t.parse::<u32>()
+        .map_err(|_| KeyError::NotANumber { key, value: value.to_owned(), bits: 32 })
+}
+
+/// A grant reference node (`req-ring-ref`, `ring-ref`, `evt-ring-ref`,
+/// `page-gref`): a non-zero u32.
+pub fn parse_grant_ref(key: &'static str, value: &str) -> Result<GrantRef, KeyError> {
+    match parse_u32(key, value)? {
+        0 => Err(KeyError::ZeroGrantRef { key, value: value.to_owned() }),
+        r => Ok(r),
+    }
+}
+
+/// An event channel port node (`req-event-channel`, `event-channel`, …).
+pub fn parse_event_channel(key: &'static str, value: &str) -> Result<u32, KeyError> {
+    parse_u32(key, value)
+}
+
+/// displif `resolution` = `"<width>x<height>"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Strict `WxH`: both decimal, positive, and at most `i32::MAX` because
+/// xen-drm-front scans them with `%d`.
+pub fn parse_resolution(value: &str) -> Result<Resolution, KeyError> {
+    let bad = || KeyError::BadResolution { key: displif::RESOLUTION, value: value.to_owned() };
+    let (w, h) = value.trim().split_once(crate::abi::displif::XENDISPL_RESOLUTION_SEPARATOR).ok_or_else(bad)?;
+    let num = |s: &str| -> Option<u32> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let v = s.parse::<u32>().ok()?;
+        (v > 0 && v <= i32::MAX as u32).then_some(v)
+    };
+    Ok(Resolution {
+        width: num(w).ok_or_else(bad)?,
+        height: num(h).ok_or_else(bad)?,
+    })
+}
+
+impl std::fmt::Display for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// A "0"/"1" feature or request flag as Linux reads it
+/// (`xenbus_read_unsigned(..., 0) != 0`): absent or unparsable is false,
+/// any non-zero number is true.
+pub fn flag_like_linux(value: Option<&str>) -> bool {
+    read_unsigned_like_linux(value, 0) != 0
+}
+
+/// The value to write for a flag.
+pub fn flag_value(on: bool) -> &'static str {
+    if on {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+/// displif `be-alloc`, as xen-drm-front reads it.
+pub fn be_alloc_like_linux(value: Option<&str>) -> bool {
+    flag_like_linux(value)
+}
+
+/// Linux `xenbus_read_unsigned(dir, node, default)`: `%u`, or `default` if
+/// the node is absent or does not start with a number.
+pub fn read_unsigned_like_linux(value: Option<&str>, default: u32) -> u32 {
+    value.and_then(scan_uint_like_linux).unwrap_or(default)
+}
+
+fn skip_kernel_spaces(s: &str) -> &str {
+    // The kernel's isspace(): space, \t \n \v \f \r.
+    s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r'])
+}
+
+fn scan_digits(s: &str) -> Option<u64> {
+    let digits: Vec<u64> = s.bytes().take_while(u8::is_ascii_digit).map(|c| u64::from(c - b'0')).collect();
+    if digits.is_empty() {
+        return None;
+    }
+    // The kernel keeps multiplying in 64 bits on overflow (it only flags
+    // it), then stores the low bits.
+    Some(digits.into_iter().fold(0u64, |acc, d| acc.wrapping_mul(10).wrapping_add(d)))
+}
+
+/// Kernel `sscanf(s, "%u")`: leading whitespace skipped, no sign accepted,
+/// trailing garbage ignored, the 64-bit result truncated to 32 bits.
+pub fn scan_uint_like_linux(s: &str) -> Option<u32> {
+    scan_digits(skip_kernel_spaces(s)).map(|v| v as u32)
+}
+
+/// Kernel `sscanf(s, "%d")`: as [`scan_uint_like_linux`] with an optional
+/// leading `-`.
+pub fn scan_int_like_linux(s: &str) -> Option<i32> {
+    let s = skip_kernel_spaces(s);
+    match s.strip_prefix('-') {
+        Some(rest) => scan_digits(rest).map(|v| (v as i64).wrapping_neg() as i32),
+        None => scan_digits(s).map(|v| v as i32),
+    }
+}
+
+/// C `strncasecmp(a, b, n) == 0` for ASCII strings.
+pub fn strncasecmp_eq(a: &str, b: &str, n: usize) -> bool {
+    let a = a.bytes().take(n).map(|c| c.to_ascii_lowercase());
+    let b = b.bytes().take(n).map(|c| c.to_ascii_lowercase());
+    a.eq(b)
+}
+
+/// sndif stream `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamType {
+    Playback,
+    Capture,
+}
+
+impl StreamType {
+    pub const fn value(self) -> &'static str {
+        match self {
+            StreamType::Playback => crate::abi::sndif::XENSND_STREAM_TYPE_PLAYBACK,
+            StreamType::Capture => crate::abi::sndif::XENSND_STREAM_TYPE_CAPTURE,
+        }
+    }
+}
+
+/// `type` as snd-xen-front matches it: `"p"` or `"c"`, case-insensitive,
+/// nothing else (it compares `sizeof("p")` = 2 bytes, the NUL included).
+pub fn parse_stream_type(value: &str) -> Result<StreamType, KeyError> {
+    if strncasecmp_eq(value, StreamType::Playback.value(), 2) {
+        Ok(StreamType::Playback)
+    } else if strncasecmp_eq(value, StreamType::Capture.value(), 2) {
+        Ok(StreamType::Capture)
+    } else {
+        Err(KeyError::BadStreamType { key: sndif::TYPE, value: value.to_owned() })
+    }
+}
+
+/// A `versions` list ("1,2"): the numbers in it, garbage items skipped.
+pub fn parse_versions(value: &str) -> Vec<u32> {
+    value
+        .split(crate::abi::displif::XENDISPL_LIST_SEPARATOR)
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
