@@ -1,1 +1,16 @@
-pub mod content;
+//! A userspace Xen guest for tests and the demo.
+//!
+//! It plays two parts: dom0's toolstack ([`toolstack`]: the xenstore nodes
+//! libxl writes for `vdispl=`, `vsnd=` and `vkb=`), and the guest's kernel
+//! frontends, driving displif, sndif and kbdif as xen-drm-front,
+//! snd-xen-front and xen-kbdfront do: the same keys, the same handshake
+//! order, the same request sequences and timeouts.
+
+pub mod config;
+pub mod display;
+pub mod io;
+pub mod toolstack;
+pub mod xenbus;
+
+/// A Xen domain id.
+pub type DomId = pvgate_platform::DomId;
