@@ -54,6 +54,8 @@ pub mod ops;
 pub mod path;
 mod server;
 mod state;
+#[cfg(test)]
+mod state_tests;
 pub mod tree;
 
 pub use server::{dom0_socket, guest_socket, serve, XenstoreServer};
