@@ -1,0 +1,154 @@
+//! Fan-out of one stream's encoded Opus frames to every viewer that wants
+//! them (one encoder, many subscribers).
+//!
+//! A tokio broadcast channel: the producer never waits; a subscriber that
+//! falls more than the channel's capacity behind loses the oldest frames
+//! (counted) and carries on from the newest. For audio that is the right
+//! trade: a late frame is worth nothing, and Opus conceals a gap.
+
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// One encoded Opus frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFrame {
+    /// The Opus packet.
+    pub data: Vec<u8>,
+    /// Stream time of the first sample, in 48 kHz samples since the
+    /// pipeline began (the RTP timestamp, less its random offset).
+    pub timestamp: u64,
+    /// Samples per channel (480 or 960).
+    pub samples: u32,
+    /// Sequence number, 0, 1, 2, ... per pipeline.
+    pub sequence: u64,
+}
+
+impl AudioFrame {
+    /// Length in nanoseconds.
+    pub fn duration_ns(&self) -> u64 {
+        u64::from(self.samples) * 1_000_000_000 / 48_000
+    }
+}
+
+/// The sending side; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AudioHub {
+    tx: broadcast::Sender<Arc<AudioFrame>>,
+}
+
+/// Frames a subscriber may fall behind by before losing some: 50 frames,
+/// 0.5 to 1 s of audio.
+pub const DEFAULT_HUB_CAPACITY: usize = 50;
+
+impl Default for AudioHub {
+    fn default() -> Self {
+        Self::new(DEFAULT_HUB_CAPACITY)
+    }
+}
+
+impl AudioHub {
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self { tx }
+    }
+
+    /// Publishes a frame; returns how many subscribers will see it. Never
+    /// blocks, also with no subscribers.
+    pub fn publish(&self, frame: AudioFrame) -> usize {
+        self.tx.send(Arc::new(frame)).unwrap_or(0)
+    }
+
+    pub fn subscribe(&self) -> AudioSubscriber {
+        AudioSubscriber {
+            rx: self.tx.subscribe(),
+            lost: 0,
+        }
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// One viewer's receiving side.
+#[derive(Debug)]
+pub struct AudioSubscriber {
+    rx: broadcast::Receiver<Arc<AudioFrame>>,
+    lost: u64,
+}
+
+impl AudioSubscriber {
+    /// The next frame, skipping over frames lost to lag; None once the
+    /// stream is gone.
+    pub async fn recv(&mut self) -> Option<Arc<AudioFrame>> {
+        loop {
+            match self.rx.recv().await {
+                Ok(f) => return Some(f),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.lost += n,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// A frame if one is ready (for tests and polling consumers).
+    pub fn try_recv(&mut self) -> Option<Arc<AudioFrame>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(f) => return Some(f),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost += n,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Frames this subscriber missed because it fell behind.
+    pub fn lost_frames(&self) -> u64 {
+        self.lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(sequence: u64) -> AudioFrame {
+        AudioFrame {
+            data: vec![sequence as u8],
+            timestamp: sequence * 960,
+            samples: 960,
+            sequence,
+        }
+    }
+
+    #[test]
+    fn slow_subscriber_loses_oldest_and_producer_never_blocks() {
+        let hub = AudioHub::new(4);
+        let mut fast = hub.subscribe();
+        let mut slow = hub.subscribe();
+        for i in 0..10 {
+            assert_eq!(hub.publish(frame(i)), 2);
+            assert_eq!(fast.try_recv().unwrap().sequence, i);
+        }
+        // The slow one gets the newest 4 and knows it lost 6.
+        let got: Vec<u64> = std::iter::from_fn(|| slow.try_recv())
+            .map(|f| f.sequence)
+            .collect();
+        assert_eq!(got, vec![6, 7, 8, 9]);
+        assert_eq!(slow.lost_frames(), 6);
+        assert_eq!(fast.lost_frames(), 0);
+        drop(slow);
+        assert_eq!(hub.subscriber_count(), 1);
+        assert_eq!(frame(0).duration_ns(), 20_000_000);
+    }
+
+    #[test]
+    fn publish_without_subscribers_is_fine() {
+        let hub = AudioHub::default();
+        assert_eq!(hub.publish(frame(0)), 0);
+        let mut late = hub.subscribe();
+        assert!(
+            late.try_recv().is_none(),
+            "a late joiner starts at the next frame"
+        );
+    }
+}
