@@ -111,6 +111,13 @@ pub fn need_notify(old: u32, new: u32, event: u32) -> bool {
     new.wrapping_sub(event) < new.wrapping_sub(old)
 }
 
+/// `RING_REQUEST_PROD_OVERFLOW`: can the frontend really have published up
+/// to `prod` when we have answered up to `rsp_prod_pvt`? It cannot have more
+/// than `nr_ents` requests unanswered.
+pub fn request_prod_overflow(prod: u32, rsp_prod_pvt: u32, nr_ents: u32) -> bool {
+    prod.wrapping_sub(rsp_prod_pvt) > nr_ents
+}
+
 /// `SHARED_RING_INIT` at a chosen start index (ring.h uses 0): producer
 /// indices at `start`, event indices one past it, padding zeroed.
 pub fn shared_ring_init<M: SharedMemory>(mem_: &M, start: u32) -> Result<(), RingError<M::Error>> {
@@ -171,13 +178,12 @@ impl<M: SharedMemory> BackRing<M> {
     /// frontend can have at most `nr_ents` requests not yet answered.
     fn load_req_prod(&self) -> Result<u32, RingError<M::Error>> {
         let prod = self.mem.load_u32_acquire(REQ_PROD).map_err(mem)?;
-        let claimed = prod.wrapping_sub(self.rsp_prod_pvt);
-        if claimed > self.layout.nr_ents {
+        if request_prod_overflow(prod, self.rsp_prod_pvt, self.layout.nr_ents) {
             return Err(RingError::ProducerOverflow {
                 which: "req_prod",
                 prod,
                 ours: self.rsp_prod_pvt,
-                claimed,
+                claimed: prod.wrapping_sub(self.rsp_prod_pvt),
                 limit: self.layout.nr_ents,
             });
         }
