@@ -7,10 +7,19 @@
 //! order, the same request sequences and timeouts.
 
 pub mod config;
+pub mod content;
 pub mod display;
+pub mod guest;
+pub mod input;
 pub mod io;
+pub mod misbehave;
+pub mod sound;
+pub mod sim;
 pub mod toolstack;
 pub mod xenbus;
 
 /// A Xen domain id.
 pub type DomId = pvgate_platform::DomId;
+
+pub use config::GuestConfig;
+pub use guest::{GuestSim, StartOptions};

@@ -13,6 +13,7 @@
 //! [`DisplaySession`] on which tests issue requests step by step.
 
 mod buffer;
+pub mod render;
 mod session;
 
 pub use buffer::{Dbuf, DbufStorage};

@@ -132,6 +132,11 @@ impl DisplaySession {
         self.backend
     }
 
+    /// The guest platform this session allocates from.
+    pub fn platform(&self) -> Platform {
+        self.platform.clone()
+    }
+
     /// A fresh cookie (for dbufs and framebuffers).
     pub fn new_cookie(&self) -> u64 {
         self.next_cookie.fetch_add(0x40, Ordering::Relaxed)

@@ -1,0 +1,374 @@
+//! One sndif stream: the requests snd-xen-front sends and the playback and
+//! capture loops ALSA runs on top of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pvgate_platform::Platform;
+use pvgate_protocol::evtpage::{EventRingLayout, EVENT_SIZE};
+use pvgate_protocol::sndif::{
+    mask_of, HwParams, Interval, Open, PcmFormat, RwRange, SndEvent, SndEventKind, SndRequest, SndRequestOp,
+    SndResponse, SndResponseBody, TriggerType,
+};
+use pvgate_protocol::sndif_config::StreamConfig;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::display::Dbuf;
+use crate::io::channel::{CallError, ChannelPair, EventPage, RequestChannel, REQUEST_TIMEOUT};
+use crate::DomId;
+
+/// Why a sound request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SoundError {
+    #[error("{op}: {source}")]
+    Call {
+        op: &'static str,
+        #[source]
+        source: CallError,
+    },
+    #[error("{op}: backend answered status {status}")]
+    Status { op: &'static str, status: i32 },
+    #[error("{op}: bad response: {reason}")]
+    BadResponse { op: &'static str, reason: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("no CUR_POS event within {0:?}")]
+    NoPosition(Duration),
+}
+
+/// What a playback or capture run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub writes: u32,
+    pub reads: u32,
+    pub bytes: u64,
+    pub cur_pos_events: u32,
+    pub last_position: u64,
+}
+
+struct OpenState {
+    buffer: Dbuf,
+    format: PcmFormat,
+    rate: u32,
+    channels: u8,
+    period_sz: u32,
+}
+
+/// A stream of a connected card.
+pub struct SoundStream {
+    pub config: StreamConfig,
+    platform: Platform,
+    backend: DomId,
+    req: Arc<RequestChannel>,
+    _evt: EventPage,
+    events: Mutex<mpsc::UnboundedReceiver<[u8; EVENT_SIZE]>>,
+    open: Mutex<Option<OpenState>>,
+}
+
+impl SoundStream {
+    pub(crate) fn start(platform: Platform, backend: DomId, config: StreamConfig, mut pair: ChannelPair) -> SoundStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        pair.evt.start(tx, EventRingLayout::SNDIF, config.path.clone());
+        pair.req.set_connected(true);
+        SoundStream {
+            config,
+            platform,
+            backend,
+            req: pair.req,
+            _evt: pair.evt,
+            events: Mutex::new(rx),
+            open: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn disconnect(&self) {
+        self.req.set_connected(false);
+    }
+
+    pub fn request_channel(&self) -> Arc<RequestChannel> {
+        self.req.clone()
+    }
+
+    async fn request(&self, op: &'static str, body: SndRequestOp) -> Result<SndResponse, SoundError> {
+        let slot = self
+            .req
+            .call(|id| SndRequest { id, op: body }.encode())
+            .await
+            .map_err(|source| SoundError::Call { op, source })?;
+        let rsp = SndResponse::decode(&slot).map_err(|e| SoundError::BadResponse {
+            op,
+            reason: e.to_string(),
+        })?;
+        if rsp.op() != body.op() {
+            return Err(SoundError::BadResponse {
+                op,
+                reason: format!("answer is for {:?}", rsp.op()),
+            });
+        }
+        if rsp.status != 0 {
+            return Err(SoundError::Status { op, status: rsp.status });
+        }
+        Ok(rsp)
+    }
+
+    /// One HW_PARAM_QUERY; returns the backend's refinement.
+    pub async fn hw_param_query(&self, query: HwParams) -> Result<HwParams, SoundError> {
+        let rsp = self.request("HW_PARAM_QUERY", SndRequestOp::HwParamQuery(query)).await?;
+        match rsp.body {
+            SndResponseBody::HwParamQuery(p) => Ok(p),
+            _ => Err(SoundError::BadResponse {
+                op: "HW_PARAM_QUERY",
+                reason: "no parameters in the answer".into(),
+            }),
+        }
+    }
+
+    /// The query sequence ALSA's refinement runs through snd-xen-front's
+    /// `alsa_hw_rule` (one query per rule invocation) when an application
+    /// asks for `format`, `rate`, `channels`: first everything the stream's
+    /// xenstore config allows, then narrowing one parameter at a time, then
+    /// buffer and period. Returns every answer.
+    pub async fn negotiate(
+        &self,
+        format: PcmFormat,
+        rate: u32,
+        channels: u32,
+        period_frames: u32,
+        periods: u32,
+    ) -> Result<Vec<HwParams>, SoundError> {
+        let hw = &self.config.pcm_hw;
+        let frame_bytes = format.bytes_per_sample().unwrap_or(1).max(1) * channels.max(1);
+        let buffer_max = (hw.buffer_bytes_max / frame_bytes).max(1);
+        let period_min = (hw.period_bytes_min / frame_bytes).max(1);
+        let mut q = HwParams {
+            formats: hw.formats,
+            rates: Interval {
+                min: hw.rate_min,
+                max: hw.rate_max,
+            },
+            channels: Interval {
+                min: hw.channels_min,
+                max: hw.channels_max,
+            },
+            buffer: Interval { min: 1, max: buffer_max },
+            period: Interval {
+                min: period_min,
+                max: buffer_max,
+            },
+        };
+        let mut answers = Vec::new();
+        let steps: [&dyn Fn(&mut HwParams); 5] = [
+            &|_q| {},
+            &|q| q.formats = mask_of([format]),
+            &|q| q.rates = Interval { min: rate, max: rate },
+            &|q| q.channels = Interval { min: channels, max: channels },
+            &|q| {
+                q.period = Interval {
+                    min: period_frames,
+                    max: period_frames,
+                };
+                let b = period_frames.saturating_mul(periods);
+                q.buffer = Interval { min: b, max: b };
+            },
+        ];
+        for step in steps {
+            step(&mut q);
+            let a = self.hw_param_query(q).await?;
+            answers.push(a);
+            // ALSA keeps the refined ranges for the next rule.
+            q = HwParams {
+                formats: q.formats & a.formats,
+                rates: intersect(q.rates, a.rates),
+                channels: intersect(q.channels, a.channels),
+                buffer: intersect(q.buffer, a.buffer),
+                period: intersect(q.period, a.period),
+            };
+        }
+        Ok(answers)
+    }
+
+    /// Allocate the buffer (`alsa_hw_params`) and send OPEN (`alsa_prepare`).
+    /// Sizes are in bytes, as the driver sends them.
+    pub async fn open(
+        &self,
+        format: PcmFormat,
+        rate: u32,
+        channels: u8,
+        buffer_sz: u32,
+        period_sz: u32,
+    ) -> Result<(), SoundError> {
+        let mut open = self.open.lock().await;
+        // hw_params may run again: free the previous buffer first.
+        *open = None;
+        let buffer = Dbuf::allocate(&self.platform, self.backend, 0, (0, 0, 0), buffer_sz, false)
+            .map_err(|e| SoundError::Usage(format!("cannot allocate the stream buffer: {e}")))?;
+        self.request(
+            "OPEN",
+            SndRequestOp::Open(Open {
+                pcm_rate: rate,
+                pcm_format: format,
+                pcm_channels: channels,
+                buffer_sz,
+                gref_directory: buffer.gref_directory,
+                period_sz,
+            }),
+        )
+        .await?;
+        *open = Some(OpenState {
+            buffer,
+            format,
+            rate,
+            channels,
+            period_sz,
+        });
+        Ok(())
+    }
+
+    pub async fn trigger(&self, t: TriggerType) -> Result<(), SoundError> {
+        self.request("TRIGGER", SndRequestOp::Trigger(t)).await.map(drop)
+    }
+
+    /// Copy `data` into the buffer at `offset` and send WRITE for it.
+    pub async fn write_at(&self, offset: u32, data: &[u8]) -> Result<(), SoundError> {
+        {
+            let open = self.open.lock().await;
+            let st = open.as_ref().ok_or_else(|| SoundError::Usage("WRITE before OPEN".into()))?;
+            st.buffer
+                .write(offset as usize, data)
+                .map_err(|e| SoundError::Usage(e.to_string()))?;
+        }
+        let length = u32::try_from(data.len()).map_err(|_| SoundError::Usage("chunk too large".into()))?;
+        self.request("WRITE", SndRequestOp::Write(RwRange { offset, length })).await.map(drop)
+    }
+
+    /// Send READ for `length` bytes at `offset` and copy them out.
+    pub async fn read_at(&self, offset: u32, length: u32) -> Result<Vec<u8>, SoundError> {
+        self.request("READ", SndRequestOp::Read(RwRange { offset, length })).await?;
+        let open = self.open.lock().await;
+        let st = open.as_ref().ok_or_else(|| SoundError::Usage("READ before OPEN".into()))?;
+        let mut out = vec![0u8; length as usize];
+        st.buffer.read(offset as usize, &mut out).map_err(|e| SoundError::Usage(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// CLOSE (`alsa_hw_free`) and free the buffer.
+    pub async fn close(&self) -> Result<(), SoundError> {
+        let r = self.request("CLOSE", SndRequestOp::Close).await;
+        *self.open.lock().await = None;
+        r.map(drop)
+    }
+
+    /// The next CUR_POS position (octets since OPEN).
+    pub async fn next_position(&self, wait: Duration) -> Option<u64> {
+        let mut events = self.events.lock().await;
+        loop {
+            let raw = tokio::time::timeout(wait, events.recv()).await.ok()??;
+            if let Ok(SndEvent {
+                kind: SndEventKind::CurPos { position },
+                ..
+            }) = SndEvent::decode(&raw)
+            {
+                return Some(position);
+            }
+        }
+    }
+
+    /// What OPEN said: (format, rate, channels, buffer_sz, period_sz).
+    pub async fn open_params(&self) -> Option<(PcmFormat, u32, u8, u32, u32)> {
+        let open = self.open.lock().await;
+        open.as_ref()
+            .map(|s| (s.format, s.rate, s.channels, s.buffer.size, s.period_sz))
+    }
+
+    /// Playback as ALSA does it over snd-xen-front: fill the whole buffer
+    /// period by period (a WRITE each), TRIGGER start, then write one more
+    /// period each time CUR_POS shows one was consumed, until `total` bytes
+    /// went out; wait for them to play, TRIGGER stop. `fill(offset_in_stream,
+    /// chunk)` produces the samples. The stream must be open.
+    pub async fn play(&self, total: u64, mut fill: impl FnMut(u64, &mut [u8])) -> Result<StreamStats, SoundError> {
+        let (_, _, _, buffer_sz, period_sz) =
+            self.open_params().await.ok_or_else(|| SoundError::Usage("play before OPEN".into()))?;
+        if period_sz == 0 || buffer_sz < period_sz {
+            return Err(SoundError::Usage(format!("period {period_sz} and buffer {buffer_sz} cannot be played")));
+        }
+        let mut stats = StreamStats::default();
+        let mut written: u64 = 0;
+        let mut chunk = vec![0u8; period_sz as usize];
+        let mut write_next = |written: &mut u64, stats: &mut StreamStats, chunk: &mut Vec<u8>| {
+            let offset = (*written % u64::from(buffer_sz)) as u32;
+            let len = u64::from(period_sz)
+                .min(total.saturating_sub(*written))
+                .min(u64::from(buffer_sz - offset)) as usize;
+            chunk.resize(len, 0);
+            fill(*written, chunk);
+            *written += len as u64;
+            stats.writes += 1;
+            stats.bytes += len as u64;
+            (offset, chunk.clone())
+        };
+        while written < total && written < u64::from(buffer_sz) {
+            let (offset, data) = write_next(&mut written, &mut stats, &mut chunk);
+            self.write_at(offset, &data).await?;
+        }
+        self.trigger(TriggerType::Start).await?;
+        let mut position: u64 = 0;
+        while position < written {
+            let Some(p) = self.next_position(REQUEST_TIMEOUT).await else {
+                return Err(SoundError::NoPosition(REQUEST_TIMEOUT));
+            };
+            stats.cur_pos_events += 1;
+            position = p;
+            stats.last_position = p;
+            // Room in the buffer: everything the backend has consumed.
+            while written < total && written.saturating_sub(position) + u64::from(period_sz) <= u64::from(buffer_sz)
+            {
+                let (offset, data) = write_next(&mut written, &mut stats, &mut chunk);
+                self.write_at(offset, &data).await?;
+            }
+        }
+        self.trigger(TriggerType::Stop).await?;
+        Ok(stats)
+    }
+
+    /// Capture as ALSA does it: TRIGGER start, then READ each period the
+    /// CUR_POS events say is ready, until `total` bytes came in; TRIGGER
+    /// stop. Each chunk goes to `sink`. The stream must be open.
+    pub async fn capture(&self, total: u64, mut sink: impl FnMut(&[u8])) -> Result<StreamStats, SoundError> {
+        let (_, _, _, buffer_sz, period_sz) =
+            self.open_params().await.ok_or_else(|| SoundError::Usage("capture before OPEN".into()))?;
+        if period_sz == 0 || buffer_sz < period_sz {
+            return Err(SoundError::Usage(format!("period {period_sz} and buffer {buffer_sz} cannot be captured")));
+        }
+        let mut stats = StreamStats::default();
+        self.trigger(TriggerType::Start).await?;
+        let mut read: u64 = 0;
+        while read < total {
+            let Some(p) = self.next_position(REQUEST_TIMEOUT).await else {
+                return Err(SoundError::NoPosition(REQUEST_TIMEOUT));
+            };
+            stats.cur_pos_events += 1;
+            stats.last_position = p;
+            while read < total && p.saturating_sub(read) >= u64::from(period_sz) {
+                let offset = (read % u64::from(buffer_sz)) as u32;
+                let len = period_sz.min(buffer_sz - offset);
+                let data = self.read_at(offset, len).await?;
+                sink(&data);
+                read += u64::from(len);
+                stats.reads += 1;
+                stats.bytes += u64::from(len);
+            }
+        }
+        self.trigger(TriggerType::Stop).await?;
+        Ok(stats)
+    }
+}
+
+fn intersect(a: Interval, b: Interval) -> Interval {
+    let min = a.min.max(b.min);
+    let max = a.max.min(b.max);
+    if min > max {
+        b
+    } else {
+        Interval { min, max }
+    }
+}
