@@ -1,0 +1,319 @@
+//! The XenBus state machine of one backend device, sans-IO.
+//!
+//! What the Linux frontends do, and so what we must do (checked against
+//! xen-drm-front's `displback_changed`, snd-xen-front's `sndback_changed` and
+//! xen-kbdfront's `xenkbd_backend_changed`):
+//!
+//! - xen-drm-front and snd-xen-front publish their rings only after they see
+//!   the backend in InitWait, then go Initialised and wait for the backend to
+//!   be Connected. Seeing InitWait again while connected means "the backend
+//!   restarted": they drop everything and publish fresh rings. So a gateway
+//!   that restarts simply writes InitWait and the frontends come back.
+//! - xen-drm-front may park in Reconfiguring while userspace still holds the
+//!   DRM device, and only later goes Initialising. It re-publishes only when
+//!   it *sees* InitWait while Initialising, so we write InitWait again every
+//!   time the frontend enters Initialising (xenstore fires the watch even
+//!   when the value does not change).
+//! - xen-kbdfront publishes its page at probe time and goes Connected as soon
+//!   as it sees InitWait, without waiting for us: for input devices a
+//!   Connected frontend is one to connect to. After a gateway restart its
+//!   keys are still valid (its event channel went back to unbound when the
+//!   old backend closed), so we simply connect again.
+//! - Closing/Closed: release the guest's pages at once (the frontend cannot
+//!   free granted pages we still map), follow it to Closed, and when it
+//!   comes back (Initialising) offer InitWait again, as Linux backends do.
+
+use pvgate_protocol::xenbus::XenbusState;
+
+/// Which frontend states mean "its rings are published, connect now".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectWhen {
+    /// displif, sndif: the frontend says Initialised.
+    Initialised,
+    /// kbdif: Initialised or already Connected.
+    InitialisedOrConnected,
+}
+
+/// What the driver must do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write our `state` node.
+    SwitchState(XenbusState),
+    /// Read the frontend's keys, map its pages, bind its channels, serve.
+    /// Report the outcome with [`Lifecycle::connect_result`].
+    Connect,
+    /// Stop serving and release every mapping and channel of the device.
+    Disconnect,
+    /// The device is gone (frontend or backend nodes removed): stop for good.
+    Remove,
+}
+
+/// The lifecycle of one device.
+#[derive(Debug)]
+pub struct Lifecycle {
+    connect_when: ConnectWhen,
+    state: XenbusState,
+    connected: bool,
+    connecting: bool,
+}
+
+impl Lifecycle {
+    pub fn new(connect_when: ConnectWhen) -> Lifecycle {
+        Lifecycle {
+            connect_when,
+            state: XenbusState::Initialising,
+            connected: false,
+            connecting: false,
+        }
+    }
+
+    /// Our current state as last written.
+    pub fn state(&self) -> XenbusState {
+        self.state
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The device appeared (or the gateway started and found it): announce
+    /// we are ready for the frontend's rings. `frontend` is its current state,
+    /// which matters after a gateway restart.
+    pub fn start(&mut self, frontend: XenbusState) -> Vec<Action> {
+        let mut actions = vec![self.switch(XenbusState::InitWait)];
+        // A kbdif frontend that is already Connected will not publish again:
+        // connect to what it published before.
+        if self.connect_when == ConnectWhen::InitialisedOrConnected
+            && matches!(frontend, XenbusState::Initialised | XenbusState::Connected)
+        {
+            actions.extend(self.frontend_changed(frontend));
+        }
+        actions
+    }
+
+    /// The frontend's `state` node changed (or a watch fired on it).
+    pub fn frontend_changed(&mut self, frontend: XenbusState) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match frontend {
+            XenbusState::Initialising => {
+                // A new frontend instance (driver reload, guest reboot) or the
+                // end of a Reconfiguring: offer InitWait (again).
+                self.release(&mut actions);
+                actions.push(self.switch(XenbusState::InitWait));
+            }
+            XenbusState::Initialised | XenbusState::Connected => {
+                let ready = frontend == XenbusState::Initialised
+                    || self.connect_when == ConnectWhen::InitialisedOrConnected;
+                if ready
+                    && !self.connected
+                    && !self.connecting
+                    && self.state == XenbusState::InitWait
+                {
+                    self.connecting = true;
+                    actions.push(Action::Connect);
+                }
+            }
+            XenbusState::Reconfiguring | XenbusState::Reconfigured => {
+                // The frontend is tearing down to re-publish: let go of its
+                // pages so it can free them, and wait for Initialising.
+                self.release(&mut actions);
+            }
+            XenbusState::InitWait => {}
+            XenbusState::Closing => {
+                self.release(&mut actions);
+                if self.state != XenbusState::Closing && self.state != XenbusState::Closed {
+                    actions.push(self.switch(XenbusState::Closing));
+                }
+            }
+            XenbusState::Closed => {
+                self.release(&mut actions);
+                if self.state != XenbusState::Closed {
+                    actions.push(self.switch(XenbusState::Closed));
+                }
+            }
+            XenbusState::Unknown => {
+                // The frontend node is gone: the toolstack removed the device.
+                self.release(&mut actions);
+                actions.push(Action::Remove);
+            }
+        }
+        actions
+    }
+
+    /// The outcome of an [`Action::Connect`].
+    pub fn connect_result(&mut self, ok: bool) -> Vec<Action> {
+        if !self.connecting {
+            return Vec::new();
+        }
+        self.connecting = false;
+        if ok {
+            self.connected = true;
+            vec![self.switch(XenbusState::Connected)]
+        } else {
+            // Like xenbus_dev_fatal: the frontend published something we
+            // cannot use. Closing tells it so; it may come back Initialising.
+            vec![Action::Disconnect, self.switch(XenbusState::Closing)]
+        }
+    }
+
+    /// The backend failed while connected (a bad ring, a flood): close the
+    /// device, as Linux backends do on a fatal protocol error.
+    pub fn fatal(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.release(&mut actions);
+        if self.state != XenbusState::Closing && self.state != XenbusState::Closed {
+            actions.push(self.switch(XenbusState::Closing));
+        }
+        actions
+    }
+
+    fn release(&mut self, actions: &mut Vec<Action>) {
+        if self.connected || self.connecting {
+            self.connected = false;
+            self.connecting = false;
+            actions.push(Action::Disconnect);
+        }
+    }
+
+    fn switch(&mut self, to: XenbusState) -> Action {
+        self.state = to;
+        Action::SwitchState(to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action::*;
+    use XenbusState::*;
+
+    #[test]
+    fn display_handshake_then_frontend_restart() {
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised);
+        assert_eq!(lc.start(Initialising), vec![SwitchState(InitWait)]);
+        assert_eq!(
+            lc.frontend_changed(Initialising),
+            vec![SwitchState(InitWait)]
+        );
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+        // A duplicate watch event while connecting changes nothing.
+        assert_eq!(lc.frontend_changed(Initialised), vec![]);
+        assert_eq!(lc.connect_result(true), vec![SwitchState(Connected)]);
+        assert_eq!(lc.frontend_changed(Connected), vec![]);
+        // xen-drm-front unloading/reloading: Reconfiguring, then Initialising.
+        assert_eq!(lc.frontend_changed(Reconfiguring), vec![Disconnect]);
+        assert_eq!(
+            lc.frontend_changed(Initialising),
+            vec![SwitchState(InitWait)]
+        );
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+        assert_eq!(lc.connect_result(true), vec![SwitchState(Connected)]);
+    }
+
+    #[test]
+    fn close_and_come_back() {
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised);
+        lc.start(Initialising);
+        lc.frontend_changed(Initialised);
+        lc.connect_result(true);
+        assert_eq!(
+            lc.frontend_changed(Closing),
+            vec![Disconnect, SwitchState(Closing)]
+        );
+        assert_eq!(lc.frontend_changed(Closed), vec![SwitchState(Closed)]);
+        assert_eq!(lc.frontend_changed(Closed), vec![]);
+        assert_eq!(
+            lc.frontend_changed(Initialising),
+            vec![SwitchState(InitWait)]
+        );
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+    }
+
+    #[test]
+    fn a_display_frontend_connected_to_a_previous_gateway_is_not_reused() {
+        // After a gateway restart, xen-drm-front re-publishes when it sees
+        // InitWait; its old ring refs may already be freed, so never map them.
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised);
+        assert_eq!(lc.start(Connected), vec![SwitchState(InitWait)]);
+        assert_eq!(lc.frontend_changed(Connected), vec![]);
+        assert_eq!(
+            lc.frontend_changed(Initialising),
+            vec![SwitchState(InitWait)]
+        );
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+    }
+
+    #[test]
+    fn a_keyboard_frontend_connected_to_a_previous_gateway_is_reconnected() {
+        let mut lc = Lifecycle::new(ConnectWhen::InitialisedOrConnected);
+        assert_eq!(lc.start(Connected), vec![SwitchState(InitWait), Connect]);
+        assert_eq!(lc.connect_result(true), vec![SwitchState(Connected)]);
+    }
+
+    #[test]
+    fn a_failed_connect_closes_the_device_and_a_fatal_error_too() {
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised);
+        lc.start(Initialising);
+        lc.frontend_changed(Initialised);
+        assert_eq!(
+            lc.connect_result(false),
+            vec![Disconnect, SwitchState(Closing)]
+        );
+        assert!(!lc.is_connected());
+        // A stale connect result is ignored.
+        assert_eq!(lc.connect_result(true), vec![]);
+        lc.frontend_changed(Initialising);
+        lc.frontend_changed(Initialised);
+        lc.connect_result(true);
+        assert_eq!(lc.fatal(), vec![Disconnect, SwitchState(Closing)]);
+        assert_eq!(lc.fatal(), vec![]);
+    }
+
+    #[test]
+    fn a_vanished_frontend_removes_the_device() {
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised);
+        lc.start(Initialising);
+        lc.frontend_changed(Initialised);
+        lc.connect_result(true);
+        assert_eq!(lc.frontend_changed(Unknown), vec![Disconnect, Remove]);
+    }
+
+    #[test]
+    fn no_sequence_of_frontend_states_connects_twice() {
+        // Exhaustive over every sequence of four frontend states, for both
+        // kinds: a Connect is never issued while the device is live, and
+        // every Connect that succeeds ends in our Connected state.
+        for kind in [
+            ConnectWhen::Initialised,
+            ConnectWhen::InitialisedOrConnected,
+        ] {
+            for seq in 0..XenbusState::ALL.len().pow(4) {
+                let mut lc = Lifecycle::new(kind);
+                let mut live = false;
+                let mut rest = seq;
+                for i in 0..4 {
+                    let s = XenbusState::ALL[rest % XenbusState::ALL.len()];
+                    rest /= XenbusState::ALL.len();
+                    let mut pending = if i == 0 {
+                        lc.start(s)
+                    } else {
+                        lc.frontend_changed(s)
+                    };
+                    while let Some(act) = (!pending.is_empty()).then(|| pending.remove(0)) {
+                        match act {
+                            Connect => {
+                                assert!(!live, "connect while live: {kind:?} seq {seq}");
+                                live = true;
+                                pending.extend(lc.connect_result(true));
+                                assert_eq!(lc.state(), Connected);
+                            }
+                            Disconnect => live = false,
+                            _ => {}
+                        }
+                    }
+                    assert_eq!(live, lc.is_connected());
+                }
+            }
+        }
+    }
+}
