@@ -12,8 +12,13 @@
 //! - [`tone`] / [`pcm`]: sine tones per channel, every linear/companded sndif PCM format, and
 //!   a tone analyser.
 
+pub mod font;
 pub mod frame;
 pub mod grid;
+pub mod input;
+pub mod keymap;
+pub mod overlay;
+pub mod scene;
 pub mod strip;
 pub mod view;
 
@@ -21,5 +26,8 @@ pub mod view;
 mod degrade;
 
 pub use frame::{Frame, Rect};
+pub use input::{events_for_text, Buttons, InputEvent, InputState};
+pub use overlay::{draw_overlay, find_cursor, read_buttons, read_text_line};
+pub use scene::{render, Renderer, Scene};
 pub use strip::{decode_strip, draw_strip, StripData};
 pub use view::{psnr, ImageView, PixelLayout};
