@@ -18,6 +18,7 @@ pub mod grid;
 pub mod input;
 pub mod keymap;
 pub mod overlay;
+pub mod pixfmt;
 pub mod scene;
 pub mod strip;
 pub mod view;
