@@ -157,22 +157,21 @@ impl SoundStream {
             },
         };
         let mut answers = Vec::new();
-        let steps: [&dyn Fn(&mut HwParams); 5] = [
-            &|_q| {},
-            &|q| q.formats = mask_of([format]),
-            &|q| q.rates = Interval { min: rate, max: rate },
-            &|q| q.channels = Interval { min: channels, max: channels },
-            &|q| {
-                q.period = Interval {
-                    min: period_frames,
-                    max: period_frames,
-                };
-                let b = period_frames.saturating_mul(periods);
-                q.buffer = Interval { min: b, max: b };
-            },
-        ];
-        for step in steps {
-            step(&mut q);
+        for step in 0..5 {
+            match step {
+                1 => q.formats = mask_of([format]),
+                2 => q.rates = Interval { min: rate, max: rate },
+                3 => q.channels = Interval { min: channels, max: channels },
+                4 => {
+                    q.period = Interval {
+                        min: period_frames,
+                        max: period_frames,
+                    };
+                    let b = period_frames.saturating_mul(periods);
+                    q.buffer = Interval { min: b, max: b };
+                }
+                _ => {}
+            }
             let a = self.hw_param_query(q).await?;
             answers.push(a);
             // ALSA keeps the refined ranges for the next rule.
