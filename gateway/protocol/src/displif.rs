@@ -170,13 +170,25 @@ pub enum DisplDecodeError {
     #[error("unknown displif event type {0:#04x}")]
     UnknownEventType(u8),
     #[error("{op}: {field} is 0, which displif treats as invalid")]
-    ZeroCookie { op: &'static str, field: &'static str },
+    ZeroCookie {
+        op: &'static str,
+        field: &'static str,
+    },
     #[error("{op}: grant reference {field} is 0 (never a valid page for a PV driver)")]
-    ZeroGrantRef { op: &'static str, field: &'static str },
+    ZeroGrantRef {
+        op: &'static str,
+        field: &'static str,
+    },
     #[error("{op}: {field} is 0")]
-    ZeroSize { op: &'static str, field: &'static str },
+    ZeroSize {
+        op: &'static str,
+        field: &'static str,
+    },
     #[error("{op}: {what} overflows")]
-    Overflow { op: &'static str, what: &'static str },
+    Overflow {
+        op: &'static str,
+        what: &'static str,
+    },
     #[error("DBUF_CREATE: buffer_sz {buffer_sz} cannot hold data_ofs {data_ofs} + {needed} bytes for {width}x{height} at {bpp} bpp")]
     BufferTooSmall {
         buffer_sz: u32,
@@ -191,7 +203,13 @@ pub enum DisplDecodeError {
     #[error("GET_EDID: buffer_sz {0} is below XENDISPL_EDID_MAX_SIZE ({XENDISPL_EDID_MAX_SIZE})")]
     EdidBufferTooSmall(u32),
     #[error("SET_CONFIG: fb_cookie 0 means reset, but x={x} y={y} width={width} height={height} bpp={bpp} are not all 0")]
-    PartialReset { x: u32, y: u32, width: u32, height: u32, bpp: u32 },
+    PartialReset {
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        bpp: u32,
+    },
 }
 
 /// `XENDISPL_OP_DBUF_CREATE`
@@ -251,7 +269,13 @@ impl SetConfig {
     pub fn fits(&self, res_width: u32, res_height: u32) -> bool {
         match *self {
             SetConfig::Reset => true,
-            SetConfig::Set { x, y, width, height, .. } => {
+            SetConfig::Set {
+                x,
+                y,
+                width,
+                height,
+                ..
+            } => {
                 x.checked_add(width).is_some_and(|r| r <= res_width)
                     && y.checked_add(height).is_some_and(|b| b <= res_height)
             }
@@ -335,9 +359,21 @@ impl DisplRequest {
                     name,
                     "dbuf_cookie",
                 )?;
-                let width = nonzero(u32_at(b, F + offset_of!(xendispl_dbuf_create_req, width)), name, "width")?;
-                let height = nonzero(u32_at(b, F + offset_of!(xendispl_dbuf_create_req, height)), name, "height")?;
-                let bpp = nonzero(u32_at(b, F + offset_of!(xendispl_dbuf_create_req, bpp)), name, "bpp")?;
+                let width = nonzero(
+                    u32_at(b, F + offset_of!(xendispl_dbuf_create_req, width)),
+                    name,
+                    "width",
+                )?;
+                let height = nonzero(
+                    u32_at(b, F + offset_of!(xendispl_dbuf_create_req, height)),
+                    name,
+                    "height",
+                )?;
+                let bpp = nonzero(
+                    u32_at(b, F + offset_of!(xendispl_dbuf_create_req, bpp)),
+                    name,
+                    "bpp",
+                )?;
                 let buffer_sz = nonzero(
                     u32_at(b, F + offset_of!(xendispl_dbuf_create_req, buffer_sz)),
                     name,
@@ -354,10 +390,13 @@ impl DisplRequest {
                     op: name,
                     what: "width * height * bpp",
                 })?;
-                let end = needed.checked_add(u64::from(data_ofs)).ok_or(DisplDecodeError::Overflow {
-                    op: name,
-                    what: "data_ofs + size",
-                })?;
+                let end =
+                    needed
+                        .checked_add(u64::from(data_ofs))
+                        .ok_or(DisplDecodeError::Overflow {
+                            op: name,
+                            what: "data_ofs + size",
+                        })?;
                 if end > u64::from(buffer_sz) {
                     return Err(DisplDecodeError::BufferTooSmall {
                         buffer_sz,
@@ -400,10 +439,19 @@ impl DisplRequest {
                     name,
                     "fb_cookie",
                 )?;
-                let width = nonzero(u32_at(b, F + offset_of!(xendispl_fb_attach_req, width)), name, "width")?;
-                let height = nonzero(u32_at(b, F + offset_of!(xendispl_fb_attach_req, height)), name, "height")?;
+                let width = nonzero(
+                    u32_at(b, F + offset_of!(xendispl_fb_attach_req, width)),
+                    name,
+                    "width",
+                )?;
+                let height = nonzero(
+                    u32_at(b, F + offset_of!(xendispl_fb_attach_req, height)),
+                    name,
+                    "height",
+                )?;
                 let code = u32_at(b, F + offset_of!(xendispl_fb_attach_req, pixel_format));
-                let pixel_format = PixelFormat::from_fourcc(code).ok_or(DisplDecodeError::UnknownPixelFormat(code))?;
+                let pixel_format = PixelFormat::from_fourcc(code)
+                    .ok_or(DisplDecodeError::UnknownPixelFormat(code))?;
                 if dumb_size(width, height, pixel_format.bpp()).is_none() {
                     return Err(DisplDecodeError::Overflow {
                         op: name,
@@ -438,17 +486,29 @@ impl DisplRequest {
                         DisplRequestOp::SetConfig(SetConfig::Reset)
                     }
                     None => {
-                        return Err(DisplDecodeError::PartialReset { x, y, width, height, bpp });
+                        return Err(DisplDecodeError::PartialReset {
+                            x,
+                            y,
+                            width,
+                            height,
+                            bpp,
+                        });
                     }
                     Some(fb_cookie) => {
                         nonzero(width, name, "width")?;
                         nonzero(height, name, "height")?;
                         nonzero(bpp, name, "bpp")?;
                         if x.checked_add(width).is_none() {
-                            return Err(DisplDecodeError::Overflow { op: name, what: "x + width" });
+                            return Err(DisplDecodeError::Overflow {
+                                op: name,
+                                what: "x + width",
+                            });
                         }
                         if y.checked_add(height).is_none() {
-                            return Err(DisplDecodeError::Overflow { op: name, what: "y + height" });
+                            return Err(DisplDecodeError::Overflow {
+                                op: name,
+                                what: "y + height",
+                            });
                         }
                         DisplRequestOp::SetConfig(SetConfig::Set {
                             fb_cookie,
@@ -469,7 +529,11 @@ impl DisplRequest {
                 )?,
             },
             DisplOp::GetEdid => {
-                let buffer_sz = nonzero(u32_at(b, OP + offset_of!(xendispl_get_edid_req, buffer_sz)), name, "buffer_sz")?;
+                let buffer_sz = nonzero(
+                    u32_at(b, OP + offset_of!(xendispl_get_edid_req, buffer_sz)),
+                    name,
+                    "buffer_sz",
+                )?;
                 if buffer_sz < XENDISPL_EDID_MAX_SIZE {
                     return Err(DisplDecodeError::EdidBufferTooSmall(buffer_sz));
                 }
@@ -478,7 +542,10 @@ impl DisplRequest {
                     name,
                     "gref_directory",
                 )?;
-                DisplRequestOp::GetEdid(GetEdid { buffer_sz, gref_directory })
+                DisplRequestOp::GetEdid(GetEdid {
+                    buffer_sz,
+                    gref_directory,
+                })
             }
         };
         Ok(DisplRequest { id, op })
@@ -492,46 +559,137 @@ impl DisplRequest {
         match self.op {
             DisplRequestOp::DbufCreate(c) => {
                 const F: usize = OP;
-                put_u64(&mut b, F + offset_of!(xendispl_dbuf_create_req, dbuf_cookie), c.dbuf_cookie.get());
-                put_u32(&mut b, F + offset_of!(xendispl_dbuf_create_req, width), c.width);
-                put_u32(&mut b, F + offset_of!(xendispl_dbuf_create_req, height), c.height);
+                put_u64(
+                    &mut b,
+                    F + offset_of!(xendispl_dbuf_create_req, dbuf_cookie),
+                    c.dbuf_cookie.get(),
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_dbuf_create_req, width),
+                    c.width,
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_dbuf_create_req, height),
+                    c.height,
+                );
                 put_u32(&mut b, F + offset_of!(xendispl_dbuf_create_req, bpp), c.bpp);
-                put_u32(&mut b, F + offset_of!(xendispl_dbuf_create_req, buffer_sz), c.buffer_sz);
-                let flags = if c.be_alloc { XENDISPL_DBUF_FLG_REQ_ALLOC } else { 0 };
-                put_u32(&mut b, F + offset_of!(xendispl_dbuf_create_req, flags), flags);
-                put_u32(&mut b, F + offset_of!(xendispl_dbuf_create_req, gref_directory), c.gref_directory);
-                put_u32(&mut b, F + offset_of!(xendispl_dbuf_create_req, data_ofs), c.data_ofs);
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_dbuf_create_req, buffer_sz),
+                    c.buffer_sz,
+                );
+                let flags = if c.be_alloc {
+                    XENDISPL_DBUF_FLG_REQ_ALLOC
+                } else {
+                    0
+                };
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_dbuf_create_req, flags),
+                    flags,
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_dbuf_create_req, gref_directory),
+                    c.gref_directory,
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_dbuf_create_req, data_ofs),
+                    c.data_ofs,
+                );
             }
             DisplRequestOp::DbufDestroy { dbuf_cookie } => {
-                put_u64(&mut b, OP + offset_of!(xendispl_dbuf_destroy_req, dbuf_cookie), dbuf_cookie.get());
+                put_u64(
+                    &mut b,
+                    OP + offset_of!(xendispl_dbuf_destroy_req, dbuf_cookie),
+                    dbuf_cookie.get(),
+                );
             }
             DisplRequestOp::FbAttach(a) => {
                 const F: usize = OP;
-                put_u64(&mut b, F + offset_of!(xendispl_fb_attach_req, dbuf_cookie), a.dbuf_cookie.get());
-                put_u64(&mut b, F + offset_of!(xendispl_fb_attach_req, fb_cookie), a.fb_cookie.get());
-                put_u32(&mut b, F + offset_of!(xendispl_fb_attach_req, width), a.width);
-                put_u32(&mut b, F + offset_of!(xendispl_fb_attach_req, height), a.height);
-                put_u32(&mut b, F + offset_of!(xendispl_fb_attach_req, pixel_format), a.pixel_format.fourcc());
+                put_u64(
+                    &mut b,
+                    F + offset_of!(xendispl_fb_attach_req, dbuf_cookie),
+                    a.dbuf_cookie.get(),
+                );
+                put_u64(
+                    &mut b,
+                    F + offset_of!(xendispl_fb_attach_req, fb_cookie),
+                    a.fb_cookie.get(),
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_fb_attach_req, width),
+                    a.width,
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_fb_attach_req, height),
+                    a.height,
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_fb_attach_req, pixel_format),
+                    a.pixel_format.fourcc(),
+                );
             }
             DisplRequestOp::FbDetach { fb_cookie } => {
-                put_u64(&mut b, OP + offset_of!(xendispl_fb_detach_req, fb_cookie), fb_cookie.get());
+                put_u64(
+                    &mut b,
+                    OP + offset_of!(xendispl_fb_detach_req, fb_cookie),
+                    fb_cookie.get(),
+                );
             }
             DisplRequestOp::SetConfig(SetConfig::Reset) => {}
-            DisplRequestOp::SetConfig(SetConfig::Set { fb_cookie, x, y, width, height, bpp }) => {
+            DisplRequestOp::SetConfig(SetConfig::Set {
+                fb_cookie,
+                x,
+                y,
+                width,
+                height,
+                bpp,
+            }) => {
                 const F: usize = OP;
-                put_u64(&mut b, F + offset_of!(xendispl_set_config_req, fb_cookie), fb_cookie.get());
+                put_u64(
+                    &mut b,
+                    F + offset_of!(xendispl_set_config_req, fb_cookie),
+                    fb_cookie.get(),
+                );
                 put_u32(&mut b, F + offset_of!(xendispl_set_config_req, x), x);
                 put_u32(&mut b, F + offset_of!(xendispl_set_config_req, y), y);
-                put_u32(&mut b, F + offset_of!(xendispl_set_config_req, width), width);
-                put_u32(&mut b, F + offset_of!(xendispl_set_config_req, height), height);
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_set_config_req, width),
+                    width,
+                );
+                put_u32(
+                    &mut b,
+                    F + offset_of!(xendispl_set_config_req, height),
+                    height,
+                );
                 put_u32(&mut b, F + offset_of!(xendispl_set_config_req, bpp), bpp);
             }
             DisplRequestOp::PgFlip { fb_cookie } => {
-                put_u64(&mut b, OP + offset_of!(xendispl_page_flip_req, fb_cookie), fb_cookie.get());
+                put_u64(
+                    &mut b,
+                    OP + offset_of!(xendispl_page_flip_req, fb_cookie),
+                    fb_cookie.get(),
+                );
             }
             DisplRequestOp::GetEdid(e) => {
-                put_u32(&mut b, OP + offset_of!(xendispl_get_edid_req, buffer_sz), e.buffer_sz);
-                put_u32(&mut b, OP + offset_of!(xendispl_get_edid_req, gref_directory), e.gref_directory);
+                put_u32(
+                    &mut b,
+                    OP + offset_of!(xendispl_get_edid_req, buffer_sz),
+                    e.buffer_sz,
+                );
+                put_u32(
+                    &mut b,
+                    OP + offset_of!(xendispl_get_edid_req, gref_directory),
+                    e.gref_directory,
+                );
             }
         }
         b
@@ -543,7 +701,9 @@ impl DisplRequest {
 pub enum DisplResponseBody {
     /// Every operation but GET_EDID answers with status only.
     Status(DisplOp),
-    GetEdid { edid_sz: u32 },
+    GetEdid {
+        edid_sz: u32,
+    },
 }
 
 /// A displif response (`struct xendispl_resp`).
@@ -562,7 +722,11 @@ impl DisplResponse {
             DisplOp::GetEdid => DisplResponseBody::GetEdid { edid_sz: 0 },
             op => DisplResponseBody::Status(op),
         };
-        DisplResponse { id: req.id, status, body }
+        DisplResponse {
+            id: req.id,
+            status,
+            body,
+        }
     }
 
     pub fn op(&self) -> DisplOp {
@@ -578,7 +742,11 @@ impl DisplResponse {
         put_u8(&mut b, RSP_OPERATION, self.op() as u8);
         put_i32(&mut b, RSP_STATUS, self.status);
         if let DisplResponseBody::GetEdid { edid_sz } = self.body {
-            put_u32(&mut b, RSP_OP + offset_of!(xendispl_get_edid_resp, edid_sz), edid_sz);
+            put_u32(
+                &mut b,
+                RSP_OP + offset_of!(xendispl_get_edid_resp, edid_sz),
+                edid_sz,
+            );
         }
         b
     }
@@ -623,7 +791,11 @@ impl DisplEvent {
         match self.kind {
             DisplEventKind::PgFlip { fb_cookie } => {
                 put_u8(&mut b, EVT_TYPE, XENDISPL_EVT_PG_FLIP);
-                put_u64(&mut b, EVT_OP + offset_of!(xendispl_pg_flip_evt, fb_cookie), fb_cookie.get());
+                put_u64(
+                    &mut b,
+                    EVT_OP + offset_of!(xendispl_pg_flip_evt, fb_cookie),
+                    fb_cookie.get(),
+                );
             }
         }
         b
@@ -641,6 +813,9 @@ impl DisplEvent {
             },
             other => return Err(DisplDecodeError::UnknownEventType(other)),
         };
-        Ok(DisplEvent { id: u16_at(b, EVT_ID), kind })
+        Ok(DisplEvent {
+            id: u16_at(b, EVT_ID),
+            kind,
+        })
     }
 }

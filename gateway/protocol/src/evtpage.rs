@@ -13,7 +13,9 @@
 //! than `len` unconsumed entries, or a consumer index that is not between
 //! what we produced and `len` before it, is a typed error.
 
-use crate::abi::displif::{xendispl_event_page, xendispl_evt, XENDISPL_IN_RING_LEN, XENDISPL_IN_RING_OFFS};
+use crate::abi::displif::{
+    xendispl_event_page, xendispl_evt, XENDISPL_IN_RING_LEN, XENDISPL_IN_RING_OFFS,
+};
 use crate::abi::kbdif::{
     xenkbd_in_event, xenkbd_out_event, xenkbd_page, XENKBD_IN_RING_LEN, XENKBD_IN_RING_OFFS,
     XENKBD_OUT_RING_LEN, XENKBD_OUT_RING_OFFS,
@@ -99,7 +101,12 @@ pub enum EventRingError<E: std::error::Error + 'static> {
     /// Consumer side: the producer's index claims more unconsumed events
     /// than the ring holds.
     #[error("producer index {prod} is {claimed} ahead of consumer index {cons}; the ring holds only {len}")]
-    ProducerOverflow { prod: u32, cons: u32, claimed: u32, len: u32 },
+    ProducerOverflow {
+        prod: u32,
+        cons: u32,
+        claimed: u32,
+        len: u32,
+    },
     /// Producer side: the consumer's index is not within the `len` entries
     /// before what we produced (it ran ahead of us or is garbage).
     #[error("consumer index {cons} is not within {len} entries before our producer index {prod}")]
@@ -125,10 +132,20 @@ impl<M: SharedMemory, const N: usize> EventProducer<M, N> {
     /// Starts producing at index `start`. A frontend hands over a zeroed
     /// page, so 0 is the normal start; both indices are written so the page
     /// is consistent whatever it held before.
-    pub fn init(mem_: M, layout: EventRingLayout<N>, start: u32) -> Result<Self, EventRingError<M::Error>> {
-        mem_.store_u32_release(layout.cons_offset, start).map_err(mem)?;
-        mem_.store_u32_release(layout.prod_offset, start).map_err(mem)?;
-        Ok(EventProducer { mem: mem_, layout, prod: start })
+    pub fn init(
+        mem_: M,
+        layout: EventRingLayout<N>,
+        start: u32,
+    ) -> Result<Self, EventRingError<M::Error>> {
+        mem_.store_u32_release(layout.cons_offset, start)
+            .map_err(mem)?;
+        mem_.store_u32_release(layout.prod_offset, start)
+            .map_err(mem)?;
+        Ok(EventProducer {
+            mem: mem_,
+            layout,
+            prod: start,
+        })
     }
 
     /// Continues from whatever producer index the page holds (e.g. after a
@@ -136,7 +153,11 @@ impl<M: SharedMemory, const N: usize> EventProducer<M, N> {
     /// is validated on the next push.
     pub fn attach(mem_: M, layout: EventRingLayout<N>) -> Result<Self, EventRingError<M::Error>> {
         let prod = mem_.load_u32_acquire(layout.prod_offset).map_err(mem)?;
-        Ok(EventProducer { mem: mem_, layout, prod })
+        Ok(EventProducer {
+            mem: mem_,
+            layout,
+            prod,
+        })
     }
 
     pub fn prod(&self) -> u32 {
@@ -154,7 +175,10 @@ impl<M: SharedMemory, const N: usize> EventProducer<M, N> {
     /// Events written but not yet consumed, after validating the consumer's
     /// index.
     pub fn unconsumed(&self) -> Result<u32, EventRingError<M::Error>> {
-        let cons = self.mem.load_u32_acquire(self.layout.cons_offset).map_err(mem)?;
+        let cons = self
+            .mem
+            .load_u32_acquire(self.layout.cons_offset)
+            .map_err(mem)?;
         let unconsumed = self.prod.wrapping_sub(cons);
         if unconsumed > self.layout.len {
             return Err(EventRingError::ConsumerIndexInvalid {
@@ -205,7 +229,11 @@ impl<M: SharedMemory, const N: usize> EventConsumer<M, N> {
     /// Starts consuming at the page's current consumer index.
     pub fn attach(mem_: M, layout: EventRingLayout<N>) -> Result<Self, EventRingError<M::Error>> {
         let cons = mem_.load_u32_acquire(layout.cons_offset).map_err(mem)?;
-        Ok(EventConsumer { mem: mem_, layout, cons })
+        Ok(EventConsumer {
+            mem: mem_,
+            layout,
+            cons,
+        })
     }
 
     pub fn cons(&self) -> u32 {
@@ -219,7 +247,10 @@ impl<M: SharedMemory, const N: usize> EventConsumer<M, N> {
     /// Events published and not yet taken, after validating the producer's
     /// index.
     pub fn pending(&self) -> Result<u32, EventRingError<M::Error>> {
-        let prod = self.mem.load_u32_acquire(self.layout.prod_offset).map_err(mem)?;
+        let prod = self
+            .mem
+            .load_u32_acquire(self.layout.prod_offset)
+            .map_err(mem)?;
         let claimed = prod.wrapping_sub(self.cons);
         if claimed > self.layout.len {
             return Err(EventRingError::ProducerOverflow {

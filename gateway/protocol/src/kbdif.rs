@@ -19,10 +19,14 @@ const MT: usize = offset_of!(xenkbd_in_event, mtouch);
 const MT_EVENT_TYPE: usize = MT + offset_of!(xenkbd_mtouch, event_type);
 const MT_CONTACT: usize = MT + offset_of!(xenkbd_mtouch, contact_id);
 const MT_U: usize = MT + offset_of!(xenkbd_mtouch, u);
-const MT_ABS_X: usize = MT_U + offset_of!(xenkbd_mtouch_u, pos) + offset_of!(xenkbd_mtouch_pos, abs_x);
-const MT_ABS_Y: usize = MT_U + offset_of!(xenkbd_mtouch_u, pos) + offset_of!(xenkbd_mtouch_pos, abs_y);
-const MT_MAJOR: usize = MT_U + offset_of!(xenkbd_mtouch_u, shape) + offset_of!(xenkbd_mtouch_shape, major);
-const MT_MINOR: usize = MT_U + offset_of!(xenkbd_mtouch_u, shape) + offset_of!(xenkbd_mtouch_shape, minor);
+const MT_ABS_X: usize =
+    MT_U + offset_of!(xenkbd_mtouch_u, pos) + offset_of!(xenkbd_mtouch_pos, abs_x);
+const MT_ABS_Y: usize =
+    MT_U + offset_of!(xenkbd_mtouch_u, pos) + offset_of!(xenkbd_mtouch_pos, abs_y);
+const MT_MAJOR: usize =
+    MT_U + offset_of!(xenkbd_mtouch_u, shape) + offset_of!(xenkbd_mtouch_shape, major);
+const MT_MINOR: usize =
+    MT_U + offset_of!(xenkbd_mtouch_u, shape) + offset_of!(xenkbd_mtouch_shape, minor);
 const MT_ORIENT: usize = MT_U + offset_of!(xenkbd_mtouch_u, orientation);
 
 /// Why a kbdif event was refused.
@@ -41,13 +45,24 @@ pub enum KbdDecodeError {
 /// Multi-touch sub-events (`XENKBD_MT_EV_*`), each for one contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MtEvent {
-    Down { abs_x: i32, abs_y: i32 },
+    Down {
+        abs_x: i32,
+        abs_y: i32,
+    },
     Up,
-    Motion { abs_x: i32, abs_y: i32 },
+    Motion {
+        abs_x: i32,
+        abs_y: i32,
+    },
     Syn,
-    Shape { major: u32, minor: u32 },
+    Shape {
+        major: u32,
+        minor: u32,
+    },
     /// Clockwise angle of the major axis to +Y, degrees in [-180, 180].
-    Orient { orientation: i16 },
+    Orient {
+        orientation: i16,
+    },
 }
 
 /// One input event (`union xenkbd_in_event`).
@@ -67,7 +82,11 @@ impl KbdInEvent {
     pub fn encode(&self) -> KbdSlot {
         let mut b = [0u8; XENKBD_IN_EVENT_SIZE];
         match *self {
-            KbdInEvent::Motion { rel_x, rel_y, rel_z } => {
+            KbdInEvent::Motion {
+                rel_x,
+                rel_y,
+                rel_z,
+            } => {
                 put_u8(&mut b, TYPE, XENKBD_TYPE_MOTION);
                 put_i32(&mut b, MOTION + offset_of!(xenkbd_motion, rel_x), rel_x);
                 put_i32(&mut b, MOTION + offset_of!(xenkbd_motion, rel_y), rel_y);
@@ -75,10 +94,18 @@ impl KbdInEvent {
             }
             KbdInEvent::Key { pressed, keycode } => {
                 put_u8(&mut b, TYPE, XENKBD_TYPE_KEY);
-                put_u8(&mut b, KEY + offset_of!(xenkbd_key, pressed), u8::from(pressed));
+                put_u8(
+                    &mut b,
+                    KEY + offset_of!(xenkbd_key, pressed),
+                    u8::from(pressed),
+                );
                 put_u32(&mut b, KEY + offset_of!(xenkbd_key, keycode), keycode);
             }
-            KbdInEvent::Position { abs_x, abs_y, rel_z } => {
+            KbdInEvent::Position {
+                abs_x,
+                abs_y,
+                rel_z,
+            } => {
                 put_u8(&mut b, TYPE, XENKBD_TYPE_POS);
                 put_i32(&mut b, POS + offset_of!(xenkbd_position, abs_x), abs_x);
                 put_i32(&mut b, POS + offset_of!(xenkbd_position, abs_y), abs_y);

@@ -5,7 +5,9 @@
 //! Both rings are [`crate::evtpage`] rings with the kbdif layouts; this module
 //! pairs them up for each side and speaks [`KbdInEvent`] instead of bytes.
 
-use crate::evtpage::{EventConsumer, EventProducer, EventRingError, EventRingLayout, KBD_EVENT_SIZE};
+use crate::evtpage::{
+    EventConsumer, EventProducer, EventRingError, EventRingLayout, KBD_EVENT_SIZE,
+};
 use crate::kbdif::{KbdDecodeError, KbdInEvent};
 use crate::memory::SharedMemory;
 
@@ -35,8 +37,12 @@ impl<M: SharedMemory + Clone> KbdBackendPage<M> {
     pub fn attach(mem: M) -> Result<Self, KbdPageError<M::Error>> {
         let input = EventProducer::attach(mem.clone(), EventRingLayout::KBDIF_IN)
             .map_err(|source| KbdPageError::Ring { ring: "in", source })?;
-        let output = EventConsumer::attach(mem, EventRingLayout::KBDIF_OUT)
-            .map_err(|source| KbdPageError::Ring { ring: "out", source })?;
+        let output = EventConsumer::attach(mem, EventRingLayout::KBDIF_OUT).map_err(|source| {
+            KbdPageError::Ring {
+                ring: "out",
+                source,
+            }
+        })?;
         Ok(KbdBackendPage { input, output })
     }
 
@@ -61,10 +67,14 @@ impl<M: SharedMemory + Clone> KbdBackendPage<M> {
         match self
             .output
             .next_event()
-            .map_err(|source| KbdPageError::Ring { ring: "out", source })?
-        {
+            .map_err(|source| KbdPageError::Ring {
+                ring: "out",
+                source,
+            })? {
             None => Ok(()),
-            Some(raw) => Err(KbdPageError::Decode(KbdDecodeError::UnexpectedOutEvent { event_type: raw[0] })),
+            Some(raw) => Err(KbdPageError::Decode(KbdDecodeError::UnexpectedOutEvent {
+                event_type: raw[0],
+            })),
         }
     }
 }

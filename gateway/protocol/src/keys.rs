@@ -77,12 +77,14 @@ pub mod kbdif {
         XENKBD_FIELD_FEAT_ABS_POINTER as FEATURE_ABS_POINTER,
         XENKBD_FIELD_FEAT_DSBL_KEYBRD as FEATURE_DISABLE_KEYBOARD,
         XENKBD_FIELD_FEAT_DSBL_POINTER as FEATURE_DISABLE_POINTER,
-        XENKBD_FIELD_FEAT_MTOUCH as FEATURE_MULTI_TOUCH, XENKBD_FIELD_FEAT_RAW_POINTER as FEATURE_RAW_POINTER,
-        XENKBD_FIELD_HEIGHT as HEIGHT, XENKBD_FIELD_MT_HEIGHT as MT_HEIGHT,
-        XENKBD_FIELD_MT_NUM_CONTACTS as MT_NUM_CONTACTS, XENKBD_FIELD_MT_WIDTH as MT_WIDTH,
-        XENKBD_FIELD_REQ_ABS_POINTER as REQUEST_ABS_POINTER, XENKBD_FIELD_REQ_MTOUCH as REQUEST_MULTI_TOUCH,
+        XENKBD_FIELD_FEAT_MTOUCH as FEATURE_MULTI_TOUCH,
+        XENKBD_FIELD_FEAT_RAW_POINTER as FEATURE_RAW_POINTER, XENKBD_FIELD_HEIGHT as HEIGHT,
+        XENKBD_FIELD_MT_HEIGHT as MT_HEIGHT, XENKBD_FIELD_MT_NUM_CONTACTS as MT_NUM_CONTACTS,
+        XENKBD_FIELD_MT_WIDTH as MT_WIDTH, XENKBD_FIELD_REQ_ABS_POINTER as REQUEST_ABS_POINTER,
+        XENKBD_FIELD_REQ_MTOUCH as REQUEST_MULTI_TOUCH,
         XENKBD_FIELD_REQ_RAW_POINTER as REQUEST_RAW_POINTER, XENKBD_FIELD_RING_GREF as PAGE_GREF,
-        XENKBD_FIELD_RING_REF as PAGE_REF, XENKBD_FIELD_UNIQUE_ID as UNIQUE_ID, XENKBD_FIELD_WIDTH as WIDTH,
+        XENKBD_FIELD_RING_REF as PAGE_REF, XENKBD_FIELD_UNIQUE_ID as UNIQUE_ID,
+        XENKBD_FIELD_WIDTH as WIDTH,
     };
 
     /// Range of raw (unscaled) absolute coordinates (`feature-raw-pointer`).
@@ -93,7 +95,11 @@ pub mod kbdif {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("{key} = {value:?}: not a decimal number that fits in {bits} bits")]
-    NotANumber { key: &'static str, value: String, bits: u32 },
+    NotANumber {
+        key: &'static str,
+        value: String,
+        bits: u32,
+    },
     #[error("{key} = {value:?}: expected <width>x<height>, both positive")]
     BadResolution { key: &'static str, value: String },
     #[error("{key} = {value:?}: grant reference 0 is never valid for a PV driver")]
@@ -107,17 +113,27 @@ pub enum KeyError {
 pub fn parse_u32(key: &'static str, value: &str) -> Result<u32, KeyError> {
     let t = value.trim();
     if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(KeyError::NotANumber { key, value: value.to_owned(), bits: 32 });
+        return Err(KeyError::NotANumber {
+            key,
+            value: value.to_owned(),
+            bits: 32,
+        });
     }
-    t.parse::<u32>()
-        .map_err(|_| KeyError::NotANumber { key, value: value.to_owned(), bits: 32 })
+    t.parse::<u32>().map_err(|_| KeyError::NotANumber {
+        key,
+        value: value.to_owned(),
+        bits: 32,
+    })
 }
 
 /// A grant reference node (`req-ring-ref`, `ring-ref`, `evt-ring-ref`,
 /// `page-gref`): a non-zero u32.
 pub fn parse_grant_ref(key: &'static str, value: &str) -> Result<GrantRef, KeyError> {
     match parse_u32(key, value)? {
-        0 => Err(KeyError::ZeroGrantRef { key, value: value.to_owned() }),
+        0 => Err(KeyError::ZeroGrantRef {
+            key,
+            value: value.to_owned(),
+        }),
         r => Ok(r),
     }
 }
@@ -137,8 +153,14 @@ pub struct Resolution {
 /// Strict `WxH`: both decimal, positive, and at most `i32::MAX` because
 /// xen-drm-front scans them with `%d`.
 pub fn parse_resolution(value: &str) -> Result<Resolution, KeyError> {
-    let bad = || KeyError::BadResolution { key: displif::RESOLUTION, value: value.to_owned() };
-    let (w, h) = value.trim().split_once(crate::abi::displif::XENDISPL_RESOLUTION_SEPARATOR).ok_or_else(bad)?;
+    let bad = || KeyError::BadResolution {
+        key: displif::RESOLUTION,
+        value: value.to_owned(),
+    };
+    let (w, h) = value
+        .trim()
+        .split_once(crate::abi::displif::XENDISPL_RESOLUTION_SEPARATOR)
+        .ok_or_else(bad)?;
     let num = |s: &str| -> Option<u32> {
         if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
             return None;
@@ -191,13 +213,21 @@ fn skip_kernel_spaces(s: &str) -> &str {
 }
 
 fn scan_digits(s: &str) -> Option<u64> {
-    let digits: Vec<u64> = s.bytes().take_while(u8::is_ascii_digit).map(|c| u64::from(c - b'0')).collect();
+    let digits: Vec<u64> = s
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .map(|c| u64::from(c - b'0'))
+        .collect();
     if digits.is_empty() {
         return None;
     }
     // The kernel keeps multiplying in 64 bits on overflow (it only flags
     // it), then stores the low bits.
-    Some(digits.into_iter().fold(0u64, |acc, d| acc.wrapping_mul(10).wrapping_add(d)))
+    Some(
+        digits
+            .into_iter()
+            .fold(0u64, |acc, d| acc.wrapping_mul(10).wrapping_add(d)),
+    )
 }
 
 /// Kernel `sscanf(s, "%u")`: leading whitespace skipped, no sign accepted,
@@ -247,7 +277,10 @@ pub fn parse_stream_type(value: &str) -> Result<StreamType, KeyError> {
     } else if strncasecmp_eq(value, StreamType::Capture.value(), 2) {
         Ok(StreamType::Capture)
     } else {
-        Err(KeyError::BadStreamType { key: sndif::TYPE, value: value.to_owned() })
+        Err(KeyError::BadStreamType {
+            key: sndif::TYPE,
+            value: value.to_owned(),
+        })
     }
 }
 

@@ -70,7 +70,11 @@ impl<T: SharedMemory + ?Sized> SharedMemory for Arc<T> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocalMemoryError {
     #[error("access of {len} bytes at offset {offset} is outside the {size}-byte local memory")]
-    OutOfBounds { offset: usize, len: usize, size: usize },
+    OutOfBounds {
+        offset: usize,
+        len: usize,
+        size: usize,
+    },
     #[error("32-bit index access at offset {0} is not 4-byte aligned")]
     Misaligned(usize),
 }
@@ -114,7 +118,11 @@ impl LocalMemory {
         self.bytes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn range(size: usize, offset: usize, len: usize) -> Result<std::ops::Range<usize>, LocalMemoryError> {
+    fn range(
+        size: usize,
+        offset: usize,
+        len: usize,
+    ) -> Result<std::ops::Range<usize>, LocalMemoryError> {
         match offset.checked_add(len) {
             Some(end) if end <= size => Ok(offset..end),
             _ => Err(LocalMemoryError::OutOfBounds { offset, len, size }),
@@ -127,7 +135,7 @@ impl SharedMemory for LocalMemory {
 
     fn load_u32_acquire(&self, offset: usize) -> Result<u32, LocalMemoryError> {
         let mut b = [0u8; 4];
-        if offset % 4 != 0 {
+        if offset & 3 != 0 {
             return Err(LocalMemoryError::Misaligned(offset));
         }
         self.read(offset, &mut b)?;
@@ -135,7 +143,7 @@ impl SharedMemory for LocalMemory {
     }
 
     fn store_u32_release(&self, offset: usize, value: u32) -> Result<(), LocalMemoryError> {
-        if offset % 4 != 0 {
+        if offset & 3 != 0 {
             return Err(LocalMemoryError::Misaligned(offset));
         }
         self.write(offset, &value.to_le_bytes())

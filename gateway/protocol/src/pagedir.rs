@@ -74,7 +74,11 @@ pub enum PageDirError {
     #[error("directory page reference #{index} is 0")]
     ZeroDirRef { index: u32 },
     #[error("{data_refs} references need {needed} directory pages, but {given} page references were given")]
-    WrongDirPageCount { data_refs: u32, needed: u32, given: usize },
+    WrongDirPageCount {
+        data_refs: u32,
+        needed: u32,
+        given: usize,
+    },
     #[error("more than u32::MAX grant references")]
     TooManyRefs,
     #[error("a directory page was fed after the chain was complete")]
@@ -118,7 +122,10 @@ fn check_dir_refs(dir_refs: &[GrantRef], data_refs: u32) -> Result<(), PageDirEr
 
 /// Frontend, buffer allocated by the frontend: directory pages listing
 /// `data_refs`, page `i` to be granted as `dir_refs[i]`.
-pub fn build_directory(dir_refs: &[GrantRef], data_refs: &[GrantRef]) -> Result<Vec<Box<DirPage>>, PageDirError> {
+pub fn build_directory(
+    dir_refs: &[GrantRef],
+    data_refs: &[GrantRef],
+) -> Result<Vec<Box<DirPage>>, PageDirError> {
     let n = count(data_refs.len())?;
     check_dir_refs(dir_refs, n)?;
     if let Some(i) = data_refs.iter().position(|r| *r == 0) {
@@ -135,7 +142,10 @@ pub fn build_directory(dir_refs: &[GrantRef], data_refs: &[GrantRef]) -> Result<
 
 /// Frontend, be-alloc: directory pages with only the chain filled in; the
 /// backend writes the data references.
-pub fn build_links(dir_refs: &[GrantRef], data_refs: u32) -> Result<Vec<Box<DirPage>>, PageDirError> {
+pub fn build_links(
+    dir_refs: &[GrantRef],
+    data_refs: u32,
+) -> Result<Vec<Box<DirPage>>, PageDirError> {
     check_dir_refs(dir_refs, data_refs)?;
     let mut pages = Vec::with_capacity(dir_refs.len());
     for i in 0..dir_refs.len() {
@@ -150,7 +160,10 @@ pub fn build_links(dir_refs: &[GrantRef], data_refs: u32) -> Result<Vec<Box<DirP
 /// Bytes to write at [`REFS_OFFSET`] of a directory page to list `refs`
 /// (backend, be-alloc). At most [`REFS_PER_PAGE`] are taken.
 pub fn encode_refs(refs: &[GrantRef]) -> Vec<u8> {
-    refs.iter().take(REFS_PER_PAGE).flat_map(|r| r.to_le_bytes()).collect()
+    refs.iter()
+        .take(REFS_PER_PAGE)
+        .flat_map(|r| r.to_le_bytes())
+        .collect()
 }
 
 /// Reads the data references of a directory page by page, validating the
@@ -222,11 +235,15 @@ impl DirectoryWalker {
                     data_refs: self.data_refs,
                 })
             }
-            (false, next) if self.seen.contains(&next) => return Err(PageDirError::Loop { dir_ref: next }),
+            (false, next) if self.seen.contains(&next) => {
+                return Err(PageDirError::Loop { dir_ref: next })
+            }
             (false, next) => Some(next),
         };
         let start = (index as usize).saturating_mul(REFS_PER_PAGE);
-        let end = start.saturating_add(REFS_PER_PAGE).min(self.data_refs as usize);
+        let end = start
+            .saturating_add(REFS_PER_PAGE)
+            .min(self.data_refs as usize);
         Ok(start.min(end)..end)
     }
 
@@ -237,7 +254,9 @@ impl DirectoryWalker {
         for (k, index) in range.enumerate() {
             let r = get_ref(page, REFS_OFFSET + k * 4);
             if r == 0 {
-                return Err(PageDirError::ZeroDataRef { index: count(index)? });
+                return Err(PageDirError::ZeroDataRef {
+                    index: count(index)?,
+                });
             }
             debug_assert_eq!(self.refs.len(), first_index + k);
             self.refs.push(r);

@@ -123,8 +123,10 @@ pub fn request_prod_overflow(prod: u32, rsp_prod_pvt: u32, nr_ents: u32) -> bool
 pub fn shared_ring_init<M: SharedMemory>(mem_: &M, start: u32) -> Result<(), RingError<M::Error>> {
     mem_.store_u32_release(REQ_PROD, start).map_err(mem)?;
     mem_.store_u32_release(RSP_PROD, start).map_err(mem)?;
-    mem_.store_u32_release(REQ_EVENT, start.wrapping_add(1)).map_err(mem)?;
-    mem_.store_u32_release(RSP_EVENT, start.wrapping_add(1)).map_err(mem)?;
+    mem_.store_u32_release(REQ_EVENT, start.wrapping_add(1))
+        .map_err(mem)?;
+    mem_.store_u32_release(RSP_EVENT, start.wrapping_add(1))
+        .map_err(mem)?;
     let pad_start = RSP_EVENT + 4;
     let pad_len = offset_of!(xen_displif_sring, ring) - pad_start;
     mem_.write(pad_start, &vec![0u8; pad_len]).map_err(mem)?;
@@ -271,7 +273,11 @@ pub struct FrontRing<M> {
 
 impl<M: SharedMemory> FrontRing<M> {
     /// `XEN_FRONT_RING_INIT` with indices starting at `start` (0 in Linux).
-    pub fn init(mem_: M, layout: RingLayout, start: u32) -> Result<FrontRing<M>, RingError<M::Error>> {
+    pub fn init(
+        mem_: M,
+        layout: RingLayout,
+        start: u32,
+    ) -> Result<FrontRing<M>, RingError<M::Error>> {
         shared_ring_init(&mem_, start)?;
         Ok(FrontRing::attach(mem_, layout, start))
     }

@@ -152,16 +152,16 @@ impl PcmFormat {
     /// whole string, at most `XENSND_SAMPLE_FORMAT_MAX_LEN` characters
     /// compared.
     pub fn from_xenstore_name(s: &str) -> Option<PcmFormat> {
-        PcmFormat::ALL
-            .into_iter()
-            .find(|f| crate::keys::strncasecmp_eq(s, f.xenstore_name(), XENSND_SAMPLE_FORMAT_MAX_LEN))
+        PcmFormat::ALL.into_iter().find(|f| {
+            crate::keys::strncasecmp_eq(s, f.xenstore_name(), XENSND_SAMPLE_FORMAT_MAX_LEN)
+        })
     }
 
     pub const fn encoding(self) -> PcmEncoding {
         use PcmFormat::*;
         match self {
-            S8 | U8 | S16Le | S16Be | U16Le | U16Be | S24Le | S24Be | U24Le | U24Be | S32Le | S32Be | U32Le
-            | U32Be => PcmEncoding::Linear,
+            S8 | U8 | S16Le | S16Be | U16Le | U16Be | S24Le | S24Be | U24Le | U24Be | S32Le
+            | S32Be | U32Le | U32Be => PcmEncoding::Linear,
             F32Le | F32Be | F64Le | F64Be => PcmEncoding::Float,
             Iec958SubframeLe | Iec958SubframeBe => PcmEncoding::Iec958Subframe,
             MuLaw | ALaw => PcmEncoding::Companded,
@@ -193,7 +193,9 @@ impl PcmFormat {
             S8 | U8 | MuLaw | ALaw => Some(8),
             S16Le | S16Be | U16Le | U16Be => Some(16),
             S24Le | S24Be | U24Le | U24Be => Some(24),
-            S32Le | S32Be | U32Le | U32Be | F32Le | F32Be | Iec958SubframeLe | Iec958SubframeBe => Some(32),
+            S32Le | S32Be | U32Le | U32Be | F32Le | F32Be | Iec958SubframeLe | Iec958SubframeBe => {
+                Some(32)
+            }
             F64Le | F64Be => Some(64),
             ImaAdpcm => Some(4),
             Mpeg | Gsm => None,
@@ -224,7 +226,9 @@ impl PcmFormat {
     pub const fn is_signed(self) -> Option<bool> {
         use PcmFormat::*;
         match self {
-            S8 | S16Le | S16Be | S24Le | S24Be | S32Le | S32Be | F32Le | F32Be | F64Le | F64Be => Some(true),
+            S8 | S16Le | S16Be | S24Le | S24Be | S32Le | S32Be | F32Le | F32Be | F64Le | F64Be => {
+                Some(true)
+            }
             U8 | U16Le | U16Be | U24Le | U24Be | U32Le | U32Be => Some(false),
             _ => None,
         }
@@ -234,8 +238,12 @@ impl PcmFormat {
     pub const fn endian(self) -> Option<Endian> {
         use PcmFormat::*;
         match self {
-            S16Le | U16Le | S24Le | U24Le | S32Le | U32Le | F32Le | F64Le | Iec958SubframeLe => Some(Endian::Little),
-            S16Be | U16Be | S24Be | U24Be | S32Be | U32Be | F32Be | F64Be | Iec958SubframeBe => Some(Endian::Big),
+            S16Le | U16Le | S24Le | U24Le | S32Le | U32Le | F32Le | F64Le | Iec958SubframeLe => {
+                Some(Endian::Little)
+            }
+            S16Be | U16Be | S24Be | U24Be | S32Be | U32Be | F32Be | F64Be | Iec958SubframeBe => {
+                Some(Endian::Big)
+            }
             _ => None,
         }
     }
@@ -243,7 +251,10 @@ impl PcmFormat {
 
 /// The formats set in a HW_PARAM_QUERY mask (unknown bits are skipped).
 pub fn formats_in_mask(mask: u64) -> Vec<PcmFormat> {
-    PcmFormat::ALL.into_iter().filter(|f| mask & f.mask_bit() != 0).collect()
+    PcmFormat::ALL
+        .into_iter()
+        .filter(|f| mask & f.mask_bit() != 0)
+        .collect()
 }
 
 /// The mask for a set of formats.
@@ -312,7 +323,12 @@ pub enum TriggerType {
 }
 
 impl TriggerType {
-    pub const ALL: [TriggerType; 4] = [TriggerType::Start, TriggerType::Pause, TriggerType::Stop, TriggerType::Resume];
+    pub const ALL: [TriggerType; 4] = [
+        TriggerType::Start,
+        TriggerType::Pause,
+        TriggerType::Stop,
+        TriggerType::Resume,
+    ];
 
     pub fn from_u8(v: u8) -> Option<TriggerType> {
         TriggerType::ALL.into_iter().find(|t| *t as u8 == v)
@@ -331,15 +347,29 @@ pub enum SndDecodeError {
     #[error("OPEN: unknown PCM format {0}")]
     UnknownFormat(u8),
     #[error("{op}: {field} is 0")]
-    Zero { op: &'static str, field: &'static str },
+    Zero {
+        op: &'static str,
+        field: &'static str,
+    },
     #[error("{op}: grant reference {field} is 0 (never a valid page for a PV driver)")]
-    ZeroGrantRef { op: &'static str, field: &'static str },
+    ZeroGrantRef {
+        op: &'static str,
+        field: &'static str,
+    },
     #[error("{op}: offset {offset} + length {length} overflows")]
-    RangeOverflow { op: &'static str, offset: u32, length: u32 },
+    RangeOverflow {
+        op: &'static str,
+        offset: u32,
+        length: u32,
+    },
     #[error("OPEN: period_sz {period_sz} is larger than buffer_sz {buffer_sz}")]
     PeriodLargerThanBuffer { period_sz: u32, buffer_sz: u32 },
     #[error("HW_PARAM_QUERY: {what} interval has min {min} > max {max}")]
-    InvertedInterval { what: &'static str, min: u32, max: u32 },
+    InvertedInterval {
+        what: &'static str,
+        min: u32,
+        max: u32,
+    },
 }
 
 /// A `[min, max]` range of a HW parameter.
@@ -404,7 +434,11 @@ impl HwParams {
             ("period", self.period),
         ] {
             if iv.min > iv.max {
-                return Err(SndDecodeError::InvertedInterval { what, min: iv.min, max: iv.max });
+                return Err(SndDecodeError::InvertedInterval {
+                    what,
+                    min: iv.min,
+                    max: iv.max,
+                });
             }
         }
         Ok(())
@@ -505,29 +539,55 @@ impl SndRequest {
         let name = op.name();
         let rw = || -> Result<RwRange, SndDecodeError> {
             let offset = u32_at(b, OP + offset_of!(xensnd_rw_req, offset));
-            let length = nonzero(u32_at(b, OP + offset_of!(xensnd_rw_req, length)), name, "length")?;
+            let length = nonzero(
+                u32_at(b, OP + offset_of!(xensnd_rw_req, length)),
+                name,
+                "length",
+            )?;
             if offset.checked_add(length).is_none() {
-                return Err(SndDecodeError::RangeOverflow { op: name, offset, length });
+                return Err(SndDecodeError::RangeOverflow {
+                    op: name,
+                    offset,
+                    length,
+                });
             }
             Ok(RwRange { offset, length })
         };
         let op = match op {
             SndOp::Open => {
-                let pcm_rate = nonzero(u32_at(b, OP + offset_of!(xensnd_open_req, pcm_rate)), name, "pcm_rate")?;
+                let pcm_rate = nonzero(
+                    u32_at(b, OP + offset_of!(xensnd_open_req, pcm_rate)),
+                    name,
+                    "pcm_rate",
+                )?;
                 let raw_fmt = u8_at(b, OP + offset_of!(xensnd_open_req, pcm_format));
-                let pcm_format = PcmFormat::from_u8(raw_fmt).ok_or(SndDecodeError::UnknownFormat(raw_fmt))?;
+                let pcm_format =
+                    PcmFormat::from_u8(raw_fmt).ok_or(SndDecodeError::UnknownFormat(raw_fmt))?;
                 let pcm_channels = u8_at(b, OP + offset_of!(xensnd_open_req, pcm_channels));
                 if pcm_channels == 0 {
-                    return Err(SndDecodeError::Zero { op: name, field: "pcm_channels" });
+                    return Err(SndDecodeError::Zero {
+                        op: name,
+                        field: "pcm_channels",
+                    });
                 }
-                let buffer_sz = nonzero(u32_at(b, OP + offset_of!(xensnd_open_req, buffer_sz)), name, "buffer_sz")?;
+                let buffer_sz = nonzero(
+                    u32_at(b, OP + offset_of!(xensnd_open_req, buffer_sz)),
+                    name,
+                    "buffer_sz",
+                )?;
                 let gref_directory = u32_at(b, OP + offset_of!(xensnd_open_req, gref_directory));
                 if gref_directory == 0 {
-                    return Err(SndDecodeError::ZeroGrantRef { op: name, field: "gref_directory" });
+                    return Err(SndDecodeError::ZeroGrantRef {
+                        op: name,
+                        field: "gref_directory",
+                    });
                 }
                 let period_sz = u32_at(b, OP + offset_of!(xensnd_open_req, period_sz));
                 if period_sz > buffer_sz {
-                    return Err(SndDecodeError::PeriodLargerThanBuffer { period_sz, buffer_sz });
+                    return Err(SndDecodeError::PeriodLargerThanBuffer {
+                        period_sz,
+                        buffer_sz,
+                    });
                 }
                 SndRequestOp::Open(Open {
                     pcm_rate,
@@ -547,7 +607,9 @@ impl SndRequest {
             SndOp::Unmute => SndRequestOp::Unmute(rw()?),
             SndOp::Trigger => {
                 let t = u8_at(b, OP + offset_of!(xensnd_trigger_req, r#type));
-                SndRequestOp::Trigger(TriggerType::from_u8(t).ok_or(SndDecodeError::UnknownTrigger(t))?)
+                SndRequestOp::Trigger(
+                    TriggerType::from_u8(t).ok_or(SndDecodeError::UnknownTrigger(t))?,
+                )
             }
             SndOp::HwParamQuery => {
                 let p = HwParams::read(b, OP);
@@ -564,12 +626,36 @@ impl SndRequest {
         put_u8(&mut b, OPERATION, self.op.op() as u8);
         match self.op {
             SndRequestOp::Open(o) => {
-                put_u32(&mut b, OP + offset_of!(xensnd_open_req, pcm_rate), o.pcm_rate);
-                put_u8(&mut b, OP + offset_of!(xensnd_open_req, pcm_format), o.pcm_format as u8);
-                put_u8(&mut b, OP + offset_of!(xensnd_open_req, pcm_channels), o.pcm_channels);
-                put_u32(&mut b, OP + offset_of!(xensnd_open_req, buffer_sz), o.buffer_sz);
-                put_u32(&mut b, OP + offset_of!(xensnd_open_req, gref_directory), o.gref_directory);
-                put_u32(&mut b, OP + offset_of!(xensnd_open_req, period_sz), o.period_sz);
+                put_u32(
+                    &mut b,
+                    OP + offset_of!(xensnd_open_req, pcm_rate),
+                    o.pcm_rate,
+                );
+                put_u8(
+                    &mut b,
+                    OP + offset_of!(xensnd_open_req, pcm_format),
+                    o.pcm_format as u8,
+                );
+                put_u8(
+                    &mut b,
+                    OP + offset_of!(xensnd_open_req, pcm_channels),
+                    o.pcm_channels,
+                );
+                put_u32(
+                    &mut b,
+                    OP + offset_of!(xensnd_open_req, buffer_sz),
+                    o.buffer_sz,
+                );
+                put_u32(
+                    &mut b,
+                    OP + offset_of!(xensnd_open_req, gref_directory),
+                    o.gref_directory,
+                );
+                put_u32(
+                    &mut b,
+                    OP + offset_of!(xensnd_open_req, period_sz),
+                    o.period_sz,
+                );
             }
             SndRequestOp::Close => {}
             SndRequestOp::Read(r)
@@ -581,7 +667,9 @@ impl SndRequest {
                 put_u32(&mut b, OP + offset_of!(xensnd_rw_req, offset), r.offset);
                 put_u32(&mut b, OP + offset_of!(xensnd_rw_req, length), r.length);
             }
-            SndRequestOp::Trigger(t) => put_u8(&mut b, OP + offset_of!(xensnd_trigger_req, r#type), t as u8),
+            SndRequestOp::Trigger(t) => {
+                put_u8(&mut b, OP + offset_of!(xensnd_trigger_req, r#type), t as u8)
+            }
             SndRequestOp::HwParamQuery(p) => p.write(&mut b, OP),
         }
         b
@@ -612,7 +700,11 @@ impl SndResponse {
             SndOp::HwParamQuery => SndResponseBody::HwParamQuery(HwParams::default()),
             op => SndResponseBody::Status(op),
         };
-        SndResponse { id: req.id, status, body }
+        SndResponse {
+            id: req.id,
+            status,
+            body,
+        }
     }
 
     pub fn op(&self) -> SndOp {
@@ -669,7 +761,11 @@ impl SndEvent {
         match self.kind {
             SndEventKind::CurPos { position } => {
                 put_u8(&mut b, EVT_TYPE, XENSND_EVT_CUR_POS);
-                put_u64(&mut b, EVT_OP + offset_of!(xensnd_cur_pos_evt, position), position);
+                put_u64(
+                    &mut b,
+                    EVT_OP + offset_of!(xensnd_cur_pos_evt, position),
+                    position,
+                );
             }
         }
         b
@@ -683,6 +779,9 @@ impl SndEvent {
             },
             other => return Err(SndDecodeError::UnknownEventType(other)),
         };
-        Ok(SndEvent { id: u16_at(b, EVT_ID), kind })
+        Ok(SndEvent {
+            id: u16_at(b, EVT_ID),
+            kind,
+        })
     }
 }

@@ -47,7 +47,9 @@ impl StoreRead for BTreeMap<String, String> {
             return true;
         }
         let prefix = format!("{path}/");
-        self.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+        self.range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
     }
 }
 
@@ -57,7 +59,9 @@ pub const MAX_DEVICES: u32 = 8;
 pub const MAX_STREAMS: u32 = 8;
 
 /// Rates snd-xen-front understands in `sample-rates` (ALSA's fixed rates).
-pub const KNOWN_RATES: [u32; 12] = [5512, 8000, 11025, 16000, 22050, 32000, 44100, 48000, 64000, 96000, 176400, 192000];
+pub const KNOWN_RATES: [u32; 12] = [
+    5512, 8000, 11025, 16000, 22050, 32000, 44100, 48000, 64000, 96000, 176400, 192000,
+];
 
 /// Which rates a level allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +193,11 @@ pub fn parse_sample_rates_like_linux(list: &str) -> Vec<u32> {
         .split(crate::abi::sndif::XENSND_LIST_SEPARATOR)
         .filter_map(|item| {
             KNOWN_RATES.into_iter().find(|r| {
-                strncasecmp_eq(item, &r.to_string(), crate::abi::sndif::XENSND_SAMPLE_RATE_MAX_LEN)
+                strncasecmp_eq(
+                    item,
+                    &r.to_string(),
+                    crate::abi::sndif::XENSND_SAMPLE_RATE_MAX_LEN,
+                )
             })
         })
         .collect();
@@ -252,7 +260,9 @@ pub fn read_pcm_hw(store: &impl StoreRead, path: &str, parent: Option<&PcmHw>) -
 }
 
 fn count_children(store: &impl StoreRead, path: &str, max: u32) -> u32 {
-    (0..max).take_while(|i| store.exists(&format!("{path}/{i}"))).count() as u32
+    (0..max)
+        .take_while(|i| store.exists(&format!("{path}/{i}")))
+        .count() as u32
 }
 
 /// Resolves the whole card under `card_path`
@@ -260,7 +270,9 @@ fn count_children(store: &impl StoreRead, path: &str, max: u32) -> u32 {
 pub fn read_card(store: &impl StoreRead, card_path: &str) -> Result<CardConfig, SndConfigError> {
     let num_devices = count_children(store, card_path, MAX_DEVICES);
     if num_devices == 0 {
-        return Err(SndConfigError::NoDevices { path: card_path.to_owned() });
+        return Err(SndConfigError::NoDevices {
+            path: card_path.to_owned(),
+        });
     }
     let card_hw = read_pcm_hw(store, card_path, None);
     let mut card_index = 0;
@@ -276,7 +288,8 @@ pub fn read_card(store: &impl StoreRead, card_path: &str) -> Result<CardConfig, 
             let value = store
                 .read(&format!("{path}/{}", keys::sndif::TYPE))
                 .ok_or_else(|| SndConfigError::MissingStreamType { path: path.clone() })?;
-            let kind = parse_stream_type(&value).map_err(|source| SndConfigError::BadStreamType { path, source })?;
+            let kind = parse_stream_type(&value)
+                .map_err(|source| SndConfigError::BadStreamType { path, source })?;
             kinds.push(kind);
         }
         let mut streams = Vec::new();

@@ -38,7 +38,10 @@ fn arr<const N: usize, const K: usize>(b: &[u8; N], off: usize) -> [u8; K] {
 }
 
 pub(crate) fn put<const N: usize>(b: &mut [u8; N], off: usize, bytes: &[u8]) {
-    if let Some(dst) = off.checked_add(bytes.len()).and_then(|end| b.get_mut(off..end)) {
+    if let Some(dst) = off
+        .checked_add(bytes.len())
+        .and_then(|end| b.get_mut(off..end))
+    {
         dst.copy_from_slice(bytes);
     }
 }

@@ -49,7 +49,9 @@ impl XenbusState {
             .parse::<u32>()
             .ok()
             .and_then(XenbusState::from_u32)
-            .ok_or_else(|| BadXenbusState { value: value.to_owned() })
+            .ok_or_else(|| BadXenbusState {
+                value: value.to_owned(),
+            })
     }
 
     /// What Linux's `xenbus_read_driver_state` makes of a node: anything

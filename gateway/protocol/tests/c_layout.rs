@@ -79,10 +79,17 @@ fn defines(src: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for line in clean(src).lines() {
         let t = line.trim_start();
-        let Some(rest) = t.strip_prefix('#') else { continue };
-        let Some(rest) = rest.trim_start().strip_prefix("define") else { continue };
+        let Some(rest) = t.strip_prefix('#') else {
+            continue;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix("define") else {
+            continue;
+        };
         let rest = rest.trim_start();
-        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         let after = &rest[name.len()..];
         if name.is_empty() || after.starts_with('(') {
             continue; // function-like
@@ -164,7 +171,13 @@ fn declarator_names(t: &[String]) -> Vec<String> {
                 names.extend(last_ident.take());
                 in_brackets_done = false;
             }
-            s if depth == 0 && !in_brackets_done && (s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')) => {
+            s if depth == 0
+                && !in_brackets_done
+                && (s
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')) =>
+            {
                 last_ident = Some(s.to_string());
             }
             _ => {}
@@ -199,13 +212,19 @@ fn parse_members(t: &[String]) -> Vec<Member> {
             // Anonymous aggregate member: `struct|union { ... } name;`.
             let close = open + matching_brace(&m[open..], 0);
             for name in declarator_names(&m[close + 1..]) {
-                out.push(Member { name, children: parse_members(&m[open + 1..close]) });
+                out.push(Member {
+                    name,
+                    children: parse_members(&m[open + 1..close]),
+                });
             }
         } else {
             // `type name[, name2]`: each declarator's last identifier (before
             // any `[`) is the member name.
             for name in declarator_names(m) {
-                out.push(Member { name, children: Vec::new() });
+                out.push(Member {
+                    name,
+                    children: Vec::new(),
+                });
             }
         }
     }
@@ -220,7 +239,10 @@ fn aggregates(src: &str) -> Vec<(String, Vec<Member>)> {
     while i + 2 < t.len() {
         if (t[i] == "struct" || t[i] == "union") && t[i + 2] == "{" {
             let close = matching_brace(&t, i + 2);
-            out.push((format!("{} {}", t[i], t[i + 1]), parse_members(&t[i + 3..close])));
+            out.push((
+                format!("{} {}", t[i], t[i + 1]),
+                parse_members(&t[i + 3..close]),
+            ));
             i = close + 1;
         } else {
             i += 1;
@@ -247,7 +269,12 @@ fn enumerators(src: &str) -> Vec<String> {
             let close = matching_brace(&t, i + 2);
             let mut expect_name = true;
             for tok in &t[i + 3..close] {
-                if expect_name && tok.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') {
+                if expect_name
+                    && tok
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                {
                     out.push(tok.clone());
                     expect_name = false;
                 } else if tok == "," {
@@ -264,7 +291,10 @@ fn enumerators(src: &str) -> Vec<String> {
 
 /// The aggregates `DEFINE_RING_TYPES(name, req, rsp)` declares, for each
 /// invocation in `protocol_src`, by expanding ring.h's macro body.
-fn ring_type_aggregates(ring_h: &str, protocol_src: &str) -> (Vec<String>, Vec<(String, Vec<Member>)>) {
+fn ring_type_aggregates(
+    ring_h: &str,
+    protocol_src: &str,
+) -> (Vec<String>, Vec<(String, Vec<Member>)>) {
     let ring = clean(ring_h);
     let def = ring
         .lines()
@@ -276,11 +306,18 @@ fn ring_type_aggregates(ring_h: &str, protocol_src: &str) -> (Vec<String>, Vec<(
     let src = clean(protocol_src);
     for line in src.lines() {
         let l = line.trim();
-        let Some(args) = l.strip_prefix("DEFINE_RING_TYPES(") else { continue };
+        let Some(args) = l.strip_prefix("DEFINE_RING_TYPES(") else {
+            continue;
+        };
         let args = args.trim_end_matches(';').trim_end_matches(')');
         let parts: Vec<&str> = args.split(',').map(str::trim).collect();
-        let [name, req, rsp] = parts[..] else { panic!("unexpected DEFINE_RING_TYPES({args})") };
-        let expanded = body.replace("__name##", name).replace("__req_t", req).replace("__rsp_t", rsp);
+        let [name, req, rsp] = parts[..] else {
+            panic!("unexpected DEFINE_RING_TYPES({args})")
+        };
+        let expanded = body
+            .replace("__name##", name)
+            .replace("__req_t", req)
+            .replace("__rsp_t", rsp);
         names.push(name.to_string());
         out.extend(aggregates(&expanded));
     }
@@ -289,7 +326,18 @@ fn ring_type_aggregates(ring_h: &str, protocol_src: &str) -> (Vec<String>, Vec<(
 
 // ---------------------------------------------------------------- C program
 
-const WRAP_INDICES: [u32; 10] = [0, 1, 31, 32, 62, 63, 64, 0x7fff_ffff, 0xffff_fffe, 0xffff_ffff];
+const WRAP_INDICES: [u32; 10] = [
+    0,
+    1,
+    31,
+    32,
+    62,
+    63,
+    64,
+    0x7fff_ffff,
+    0xffff_fffe,
+    0xffff_ffff,
+];
 
 struct Probe {
     name: String,
@@ -317,8 +365,16 @@ fn probes(ring_names: &[String]) -> Vec<Probe> {
         }
     }
     let evt_rings: [(&str, &str, EventRingLayout<64>); 2] = [
-        ("XENDISPL_IN_RING_REF", "XENDISPL_IN_RING_REF", EventRingLayout::DISPLIF),
-        ("XENSND_IN_RING_REF", "XENSND_IN_RING_REF", EventRingLayout::SNDIF),
+        (
+            "XENDISPL_IN_RING_REF",
+            "XENDISPL_IN_RING_REF",
+            EventRingLayout::DISPLIF,
+        ),
+        (
+            "XENSND_IN_RING_REF",
+            "XENSND_IN_RING_REF",
+            EventRingLayout::SNDIF,
+        ),
     ];
     for (name, mac, layout) in evt_rings {
         for idx in WRAP_INDICES {
@@ -364,7 +420,14 @@ fn probes(ring_names: &[String]) -> Vec<Probe> {
             rust: i128::from(need_notify(old, new, event)),
         });
     }
-    let overflow_cases: [(u32, u32); 6] = [(0, 32), (0, 33), (0xffff_fff0, 0x10), (0xffff_fff0, 0x11), (7, 7), (7, 6)];
+    let overflow_cases: [(u32, u32); 6] = [
+        (0, 32),
+        (0, 33),
+        (0xffff_fff0, 0x10),
+        (0xffff_fff0, 0x11),
+        (7, 7),
+        (7, 6),
+    ];
     for (rsp_prod_pvt, prod) in overflow_cases {
         out.push(Probe {
             name: format!("probe RING_REQUEST_PROD_OVERFLOW {rsp_prod_pvt} {prod}"),
@@ -402,7 +465,9 @@ fn c_program(
         member_paths(members, "", &mut paths);
         for p in paths {
             c.push_str(&format!("N(\"offsetof {ty} {p}\", offsetof({ty}, {p}));\n"));
-            c.push_str(&format!("N(\"sizeof {ty} {p}\", sizeof((({ty} *)0)->{p}));\n"));
+            c.push_str(&format!(
+                "N(\"sizeof {ty} {p}\", sizeof((({ty} *)0)->{p}));\n"
+            ));
         }
     }
     for (name, value) in defs {
@@ -416,7 +481,9 @@ fn c_program(
         c.push_str(&format!("N(\"enum {e}\", {e});\n"));
     }
     for r in ring_names {
-        c.push_str(&format!("N(\"ring_size {r}\", __CONST_RING_SIZE({r}, 4096));\n"));
+        c.push_str(&format!(
+            "N(\"ring_size {r}\", __CONST_RING_SIZE({r}, 4096));\n"
+        ));
     }
     for p in probes {
         c.push_str(&format!("N(\"{}\", {});\n", p.name, p.c_expr));
@@ -426,7 +493,9 @@ fn c_program(
 }
 
 fn work_dir() -> PathBuf {
-    let base = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = option_env!("CARGO_TARGET_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("pvgate-c-layout-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a directory for the C layout program");
     dir
@@ -438,32 +507,54 @@ fn run_c(program: &str) -> BTreeMap<String, LayoutValue> {
     let exe = dir.join("layout");
     std::fs::write(&src, program).expect("write the C layout program");
     let out = Command::new("gcc")
-        .args(["-std=gnu11", "-Wall", "-Werror", "-Wno-unused-variable", "-o"])
+        .args([
+            "-std=gnu11",
+            "-Wall",
+            "-Werror",
+            "-Wno-unused-variable",
+            "-o",
+        ])
         .arg(&exe)
         .arg(&src)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run gcc ({e}); the layout test needs it: {INSTALL_HINT}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run gcc ({e}); the layout test needs it: {INSTALL_HINT}")
+        });
     assert!(
         out.status.success(),
         "gcc failed to compile the layout program {} (are the Xen headers installed? {INSTALL_HINT}):\n{}",
         src.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = Command::new(&exe).output().expect("run the C layout program");
-    assert!(run.status.success(), "the C layout program failed: {:?}", run.status);
+    let run = Command::new(&exe)
+        .output()
+        .expect("run the C layout program");
+    assert!(
+        run.status.success(),
+        "the C layout program failed: {:?}",
+        run.status
+    );
     let text = String::from_utf8(run.stdout).expect("C layout output is UTF-8");
     let _ = std::fs::remove_dir_all(&dir);
     let mut map = BTreeMap::new();
     for line in text.lines() {
         let mut parts = line.splitn(3, '\t');
-        let (Some(name), Some(kind), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(name), Some(kind), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
             panic!("malformed C layout line {line:?}");
         };
         let v = match kind {
-            "N" => LayoutValue::Num(value.parse().unwrap_or_else(|_| panic!("bad number in {line:?}"))),
+            "N" => LayoutValue::Num(
+                value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad number in {line:?}")),
+            ),
             _ => LayoutValue::Str(value.to_string()),
         };
-        assert!(map.insert(name.to_string(), v).is_none(), "C printed {name} twice");
+        assert!(
+            map.insert(name.to_string(), v).is_none(),
+            "C printed {name} twice"
+        );
     }
     map
 }
@@ -493,7 +584,9 @@ fn rust_layout_matches_c_headers() {
 
     // The parser must have found what we know is there, or the comparison
     // below would be vacuous.
-    assert!(types.iter().any(|(t, _)| t == "struct xendispl_dbuf_create_req"));
+    assert!(types
+        .iter()
+        .any(|(t, _)| t == "struct xendispl_dbuf_create_req"));
     assert!(types.iter().any(|(t, _)| t == "struct xen_sndif_sring"));
     assert!(types.iter().any(|(t, _)| t == "union xenkbd_in_event"));
     assert!(defs.iter().any(|(d, _)| d == "XENSND_PCM_FORMAT_GSM"));
@@ -505,7 +598,10 @@ fn rust_layout_matches_c_headers() {
 
     let mut rust: BTreeMap<String, LayoutValue> = BTreeMap::new();
     for (name, value) in layout_entries() {
-        assert!(rust.insert(name.clone(), value).is_none(), "Rust reports {name} twice");
+        assert!(
+            rust.insert(name.clone(), value).is_none(),
+            "Rust reports {name} twice"
+        );
     }
     for p in &probes {
         rust.insert(p.name.clone(), LayoutValue::Num(p.rust));

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 const CARD: &str = "/local/domain/1/device/vsnd/0";
 
 fn store(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
-    entries.iter().map(|(k, v)| (format!("{CARD}/{k}"), v.to_string())).collect()
+    entries
+        .iter()
+        .map(|(k, v)| (format!("{CARD}/{k}"), v.to_string()))
+        .collect()
 }
 
 /// One device with one playback stream, plus `extra` nodes.
@@ -21,7 +24,9 @@ fn one_stream(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn stream_hw(s: &BTreeMap<String, String>) -> PcmHw {
-    read_card(s, CARD).unwrap().devices[0].streams[0].pcm_hw.clone()
+    read_card(s, CARD).unwrap().devices[0].streams[0]
+        .pcm_hw
+        .clone()
 }
 
 #[test]
@@ -42,9 +47,17 @@ fn defaults_when_nothing_is_configured() {
 
 #[test]
 fn card_values_are_inherited_by_devices_and_streams() {
-    let s = one_stream(&[("sample-rates", "8000,44100,48000"), ("sample-formats", "s16_le,s32_le"), ("channels-max", "6")]);
+    let s = one_stream(&[
+        ("sample-rates", "8000,44100,48000"),
+        ("sample-formats", "s16_le,s32_le"),
+        ("channels-max", "6"),
+    ]);
     let card = read_card(&s, CARD).unwrap();
-    for hw in [&card.pcm_hw, &card.devices[0].pcm_hw, &card.devices[0].streams[0].pcm_hw] {
+    for hw in [
+        &card.pcm_hw,
+        &card.devices[0].pcm_hw,
+        &card.devices[0].streams[0].pcm_hw,
+    ] {
         assert_eq!(hw.rates, RateSet::List(vec![8000, 44100, 48000]));
         assert_eq!((hw.rate_min, hw.rate_max), (8000, 48000));
         assert_eq!(hw.formats, mask_of([PcmFormat::S16Le, PcmFormat::S32Le]));
@@ -66,12 +79,31 @@ fn device_overrides_card_and_stream_overrides_device() {
     let card = read_card(&s, CARD).unwrap();
     let d0 = &card.devices[0];
     assert_eq!(d0.pcm_hw.rates, RateSet::List(vec![96000]));
-    assert_eq!(d0.streams[0].pcm_hw.rates, RateSet::List(vec![96000]), "stream inherits its device");
-    assert_eq!(d0.streams[0].pcm_hw.formats, mask_of([PcmFormat::S8, PcmFormat::U8]));
-    assert_eq!(d0.streams[1].pcm_hw.formats, mask_of([PcmFormat::U8, PcmFormat::S16Le]), "sibling keeps the default");
-    assert_eq!(d0.pcm_hw.formats, mask_of([PcmFormat::U8, PcmFormat::S16Le]), "a stream does not leak upwards");
+    assert_eq!(
+        d0.streams[0].pcm_hw.rates,
+        RateSet::List(vec![96000]),
+        "stream inherits its device"
+    );
+    assert_eq!(
+        d0.streams[0].pcm_hw.formats,
+        mask_of([PcmFormat::S8, PcmFormat::U8])
+    );
+    assert_eq!(
+        d0.streams[1].pcm_hw.formats,
+        mask_of([PcmFormat::U8, PcmFormat::S16Le]),
+        "sibling keeps the default"
+    );
+    assert_eq!(
+        d0.pcm_hw.formats,
+        mask_of([PcmFormat::U8, PcmFormat::S16Le]),
+        "a stream does not leak upwards"
+    );
     let d1 = &card.devices[1];
-    assert_eq!(d1.pcm_hw.rates, RateSet::List(vec![44100, 48000]), "other device inherits the card");
+    assert_eq!(
+        d1.pcm_hw.rates,
+        RateSet::List(vec![44100, 48000]),
+        "other device inherits the card"
+    );
     assert_eq!(d1.name.as_deref(), Some("HDMI-0"));
 }
 
@@ -82,19 +114,34 @@ fn only_channels_min_at_a_level_is_clamped_to_the_inherited_max() {
     let hw = stream_hw(&one_stream(&[("0/0/channels-min", "4")]));
     assert_eq!((hw.channels_min, hw.channels_max), (2, 2));
     // With room above, channels-min alone raises only the minimum.
-    let hw = stream_hw(&one_stream(&[("channels-max", "8"), ("0/0/channels-min", "4")]));
+    let hw = stream_hw(&one_stream(&[
+        ("channels-max", "8"),
+        ("0/0/channels-min", "4"),
+    ]));
     assert_eq!((hw.channels_min, hw.channels_max), (4, 8));
 }
 
 #[test]
 fn lowering_channels_max_below_the_inherited_min_pulls_min_down() {
-    let hw = stream_hw(&one_stream(&[("channels-min", "4"), ("channels-max", "8"), ("0/0/channels-max", "2")]));
+    let hw = stream_hw(&one_stream(&[
+        ("channels-min", "4"),
+        ("channels-max", "8"),
+        ("0/0/channels-max", "2"),
+    ]));
     assert_eq!((hw.channels_min, hw.channels_max), (2, 2));
 }
 
 #[test]
 fn numbers_are_read_like_kernel_sscanf_and_zero_means_inherit() {
-    for (value, expect) in [("0", 2), ("garbage", 2), ("-1", 2), ("", 2), (" 6", 6), ("6abc", 6), ("+6", 2)] {
+    for (value, expect) in [
+        ("0", 2),
+        ("garbage", 2),
+        ("-1", 2),
+        ("", 2),
+        (" 6", 6),
+        ("6abc", 6),
+        ("+6", 2),
+    ] {
         let hw = stream_hw(&one_stream(&[("channels-max", value)]));
         assert_eq!(hw.channels_max, expect, "channels-max = {value:?}");
     }
@@ -107,20 +154,31 @@ fn buffer_size_sets_the_period_limits_too() {
     assert_eq!(hw.buffer_bytes_max, 131072);
     assert_eq!(hw.period_bytes_max, 131072);
     assert_eq!(hw.periods_max, 131072 / 64);
-    assert_eq!(card.pcm_hw.buffer_bytes_max, 65536, "the card keeps its own");
+    assert_eq!(
+        card.pcm_hw.buffer_bytes_max, 65536,
+        "the card keeps its own"
+    );
 }
 
 #[test]
 fn unknown_list_items_are_skipped_and_an_all_unknown_list_inherits() {
     let hw = stream_hw(&one_stream(&[("sample-formats", "S16_LE,bogus,Float_LE")]));
-    assert_eq!(hw.formats, mask_of([PcmFormat::S16Le, PcmFormat::F32Le]), "case-insensitive, unknown skipped");
+    assert_eq!(
+        hw.formats,
+        mask_of([PcmFormat::S16Le, PcmFormat::F32Le]),
+        "case-insensitive, unknown skipped"
+    );
     let hw = stream_hw(&one_stream(&[("sample-formats", "bogus")]));
     assert_eq!(hw.formats, mask_of([PcmFormat::U8, PcmFormat::S16Le]));
     let hw = stream_hw(&one_stream(&[("sample-rates", "12345,48000,48000,8000")]));
     assert_eq!(hw.rates, RateSet::List(vec![8000, 48000]));
     assert_eq!((hw.rate_min, hw.rate_max), (8000, 48000));
     let hw = stream_hw(&one_stream(&[("sample-rates", "12345, 48000")]));
-    assert_eq!(hw.rates, RateSet::Continuous, "\" 48000\" is not a known rate");
+    assert_eq!(
+        hw.rates,
+        RateSet::Continuous,
+        "\" 48000\" is not a known rate"
+    );
     assert!(hw.allows_rate(22050));
 }
 
@@ -135,24 +193,39 @@ fn streams_are_numbered_card_wide_and_counted_to_the_first_gap() {
     ]);
     let card = read_card(&s, CARD).unwrap();
     assert_eq!(card.devices.len(), 2, "device 3 is after the gap at 2");
-    let idx: Vec<(u32, u32, StreamType)> = card.streams().map(|s| (s.index, s.card_index, s.kind)).collect();
+    let idx: Vec<(u32, u32, StreamType)> = card
+        .streams()
+        .map(|s| (s.index, s.card_index, s.kind))
+        .collect();
     assert_eq!(
         idx,
-        vec![(0, 0, StreamType::Playback), (1, 1, StreamType::Capture), (0, 2, StreamType::Playback)]
+        vec![
+            (0, 0, StreamType::Playback),
+            (1, 1, StreamType::Capture),
+            (0, 2, StreamType::Playback)
+        ]
     );
     assert_eq!(card.devices[1].streams[0].path, format!("{CARD}/1/0"));
 }
 
 #[test]
 fn configuration_errors() {
-    assert_eq!(read_card(&store(&[("short-name", "x")]), CARD), Err(SndConfigError::NoDevices { path: CARD.into() }));
+    assert_eq!(
+        read_card(&store(&[("short-name", "x")]), CARD),
+        Err(SndConfigError::NoDevices { path: CARD.into() })
+    );
     assert_eq!(
         read_card(&store(&[("0/0/unique-id", "a")]), CARD),
-        Err(SndConfigError::MissingStreamType { path: format!("{CARD}/0/0") })
+        Err(SndConfigError::MissingStreamType {
+            path: format!("{CARD}/0/0")
+        })
     );
     for bad in ["x", "pp", "playback", ""] {
         assert!(
-            matches!(read_card(&store(&[("0/0/type", bad)]), CARD), Err(SndConfigError::BadStreamType { .. })),
+            matches!(
+                read_card(&store(&[("0/0/type", bad)]), CARD),
+                Err(SndConfigError::BadStreamType { .. })
+            ),
             "type {bad:?}"
         );
     }
@@ -162,19 +235,53 @@ fn configuration_errors() {
 
 #[test]
 fn card_names_are_read_when_present() {
-    let card = read_card(&one_stream(&[("short-name", "Virtual"), ("long-name", "Virtual card")]), CARD).unwrap();
+    let card = read_card(
+        &one_stream(&[("short-name", "Virtual"), ("long-name", "Virtual card")]),
+        CARD,
+    )
+    .unwrap();
     assert_eq!(card.short_name.as_deref(), Some("Virtual"));
     assert_eq!(card.long_name.as_deref(), Some("Virtual card"));
 }
 
 #[test]
 fn resolution_parser() {
-    assert_eq!(parse_resolution("1920x1080"), Ok(Resolution { width: 1920, height: 1080 }));
-    assert_eq!(parse_resolution(" 800x600\n"), Ok(Resolution { width: 800, height: 600 }));
-    for bad in ["1920", "x1080", "1920x", "0x600", "800x0", "-1x5", "800X600", "800x600x2", "99999999999x1", "2147483648x1"] {
+    assert_eq!(
+        parse_resolution("1920x1080"),
+        Ok(Resolution {
+            width: 1920,
+            height: 1080
+        })
+    );
+    assert_eq!(
+        parse_resolution(" 800x600\n"),
+        Ok(Resolution {
+            width: 800,
+            height: 600
+        })
+    );
+    for bad in [
+        "1920",
+        "x1080",
+        "1920x",
+        "0x600",
+        "800x0",
+        "-1x5",
+        "800X600",
+        "800x600x2",
+        "99999999999x1",
+        "2147483648x1",
+    ] {
         assert!(parse_resolution(bad).is_err(), "{bad:?}");
     }
-    assert_eq!(Resolution { width: 3, height: 4 }.to_string(), "3x4");
+    assert_eq!(
+        Resolution {
+            width: 3,
+            height: 4
+        }
+        .to_string(),
+        "3x4"
+    );
 }
 
 #[test]
@@ -183,9 +290,16 @@ fn strict_and_linux_number_parsers() {
     assert!(parse_u32("ring-ref", "28a").is_err());
     assert!(parse_u32("ring-ref", "-1").is_err());
     assert!(parse_u32("ring-ref", "4294967296").is_err());
-    assert!(matches!(parse_grant_ref("ring-ref", "0"), Err(KeyError::ZeroGrantRef { .. })));
+    assert!(matches!(
+        parse_grant_ref("ring-ref", "0"),
+        Err(KeyError::ZeroGrantRef { .. })
+    ));
     assert_eq!(scan_uint_like_linux("  17x"), Some(17));
-    assert_eq!(scan_uint_like_linux("4294967297"), Some(1), "64-bit value truncated to 32");
+    assert_eq!(
+        scan_uint_like_linux("4294967297"),
+        Some(1),
+        "64-bit value truncated to 32"
+    );
     assert_eq!(scan_uint_like_linux("-3"), None);
     assert_eq!(scan_int_like_linux("-3"), Some(-3));
     assert!(flag_like_linux(Some("1")) && flag_like_linux(Some("2")));
@@ -215,8 +329,14 @@ fn xenbus_states() {
     assert_eq!(XenbusState::parse(" 2\n"), Ok(XenbusState::InitWait));
     assert!(XenbusState::parse("9").is_err());
     assert!(XenbusState::parse("connected").is_err());
-    assert_eq!(XenbusState::parse_like_linux(Some("junk")), XenbusState::Unknown);
-    assert_eq!(XenbusState::parse_like_linux(Some("3x")), XenbusState::Initialised);
+    assert_eq!(
+        XenbusState::parse_like_linux(Some("junk")),
+        XenbusState::Unknown
+    );
+    assert_eq!(
+        XenbusState::parse_like_linux(Some("3x")),
+        XenbusState::Initialised
+    );
     assert_eq!(XenbusState::parse_like_linux(None), XenbusState::Unknown);
     assert_eq!("6".parse::<XenbusState>(), Ok(XenbusState::Closed));
 }

@@ -17,11 +17,17 @@ fn granted(dir: &[GrantRef], pages: Vec<Box<DirPage>>) -> HashMap<GrantRef, Box<
     dir.iter().copied().zip(pages).collect()
 }
 
-fn parse(first: GrantRef, n: u32, pages: &HashMap<GrantRef, Box<DirPage>>) -> Result<Vec<GrantRef>, PageDirError> {
-    parse_directory(first, n, |r| pages.get(&r).cloned().ok_or("not granted")).map_err(|e| match e {
-        ParseError::Directory(d) => d,
-        ParseError::Copy(e) => panic!("{e}"),
-    })
+fn parse(
+    first: GrantRef,
+    n: u32,
+    pages: &HashMap<GrantRef, Box<DirPage>>,
+) -> Result<Vec<GrantRef>, PageDirError> {
+    parse_directory(first, n, |r| pages.get(&r).cloned().ok_or("not granted")).map_err(
+        |e| match e {
+            ParseError::Directory(d) => d,
+            ParseError::Copy(e) => panic!("{e}"),
+        },
+    )
 }
 
 #[test]
@@ -46,10 +52,22 @@ fn directory_page_bytes() {
     let (dir, data) = refs(1025);
     let pages = build_directory(&dir, &data).unwrap();
     assert_eq!(pages.len(), 2);
-    assert_eq!(&pages[0][0..4], &1001u32.to_le_bytes(), "gref_dir_next_page");
+    assert_eq!(
+        &pages[0][0..4],
+        &1001u32.to_le_bytes(),
+        "gref_dir_next_page"
+    );
     assert_eq!(&pages[0][4..8], &1_000_000u32.to_le_bytes(), "gref[0]");
-    assert_eq!(&pages[0][4092..4096], &data[1022].to_le_bytes(), "gref[1022]");
-    assert_eq!(&pages[1][0..4], &0u32.to_le_bytes(), "the last page ends the chain");
+    assert_eq!(
+        &pages[0][4092..4096],
+        &data[1022].to_le_bytes(),
+        "gref[1022]"
+    );
+    assert_eq!(
+        &pages[1][0..4],
+        &0u32.to_le_bytes(),
+        "the last page ends the chain"
+    );
     assert_eq!(&pages[1][4..8], &data[1023].to_le_bytes());
     assert_eq!(&pages[1][8..12], &data[1024].to_le_bytes());
     assert!(pages[1][12..].iter().all(|b| *b == 0));
@@ -57,7 +75,9 @@ fn directory_page_bytes() {
 
 #[test]
 fn build_and_parse_the_interesting_sizes() {
-    for n in [0u32, 1, 2, 1022, 1023, 1024, 2046, 2047, 2048, 3069, 3070, 5000] {
+    for n in [
+        0u32, 1, 2, 1022, 1023, 1024, 2046, 2047, 2048, 3069, 3070, 5000,
+    ] {
         let (dir, data) = refs(n);
         let pages = granted(&dir, build_directory(&dir, &data).unwrap());
         assert_eq!(parse(dir[0], n, &pages).unwrap(), data, "{n} refs");
@@ -93,19 +113,29 @@ fn malformed_chains_are_refused() {
     // Page 1 links back to page 0.
     let mut pages = good.clone();
     pages.get_mut(&dir[1]).unwrap()[0..4].copy_from_slice(&dir[0].to_le_bytes());
-    assert_eq!(parse(dir[0], n, &pages), Err(PageDirError::Loop { dir_ref: dir[0] }));
+    assert_eq!(
+        parse(dir[0], n, &pages),
+        Err(PageDirError::Loop { dir_ref: dir[0] })
+    );
 
     // Page 0 links to itself.
     let mut pages = good.clone();
     pages.get_mut(&dir[0]).unwrap()[0..4].copy_from_slice(&dir[0].to_le_bytes());
-    assert_eq!(parse(dir[0], n, &pages), Err(PageDirError::Loop { dir_ref: dir[0] }));
+    assert_eq!(
+        parse(dir[0], n, &pages),
+        Err(PageDirError::Loop { dir_ref: dir[0] })
+    );
 
     // The chain stops early.
     let mut pages = good.clone();
     pages.get_mut(&dir[1]).unwrap()[0..4].copy_from_slice(&0u32.to_le_bytes());
     assert_eq!(
         parse(dir[0], n, &pages),
-        Err(PageDirError::ChainTooShort { pages_seen: 2, pages_needed: 3, data_refs: n })
+        Err(PageDirError::ChainTooShort {
+            pages_seen: 2,
+            pages_needed: 3,
+            data_refs: n
+        })
     );
 
     // The last needed page links on.
@@ -113,24 +143,38 @@ fn malformed_chains_are_refused() {
     pages.get_mut(&dir[2]).unwrap()[0..4].copy_from_slice(&9999u32.to_le_bytes());
     assert_eq!(
         parse(dir[0], n, &pages),
-        Err(PageDirError::ChainTooLong { page: 2, next: 9999, pages_needed: 3, data_refs: n })
+        Err(PageDirError::ChainTooLong {
+            page: 2,
+            next: 9999,
+            pages_needed: 3,
+            data_refs: n
+        })
     );
 
     // A hole in the data references.
     let mut pages = good.clone();
     let off = REFS_OFFSET + 4 * 5;
     pages.get_mut(&dir[1]).unwrap()[off..off + 4].copy_from_slice(&0u32.to_le_bytes());
-    assert_eq!(parse(dir[0], n, &pages), Err(PageDirError::ZeroDataRef { index: 1023 + 5 }));
+    assert_eq!(
+        parse(dir[0], n, &pages),
+        Err(PageDirError::ZeroDataRef { index: 1023 + 5 })
+    );
 
     // A directory claiming a smaller buffer than it describes is also a
     // chain that is too long.
-    assert!(matches!(parse(dir[0], 1000, &good), Err(PageDirError::ChainTooLong { page: 0, .. })));
+    assert!(matches!(
+        parse(dir[0], 1000, &good),
+        Err(PageDirError::ChainTooLong { page: 0, .. })
+    ));
 
     let mut w = DirectoryWalker::new(dir[0], 1).unwrap();
     let single = build_directory(&dir[..1], &data[..1]).unwrap();
     w.feed(&single[0]).unwrap();
     assert_eq!(w.feed(&single[0]), Err(PageDirError::AlreadyComplete));
-    assert!(matches!(DirectoryWalker::new(5, 2000).unwrap().finish(), Err(PageDirError::Incomplete { .. })));
+    assert!(matches!(
+        DirectoryWalker::new(5, 2000).unwrap().finish(),
+        Err(PageDirError::Incomplete { .. })
+    ));
 }
 
 #[test]
@@ -138,11 +182,21 @@ fn build_refuses_bad_inputs() {
     let (dir, mut data) = refs(10);
     assert_eq!(
         build_directory(&[1, 2], &data).unwrap_err(),
-        PageDirError::WrongDirPageCount { data_refs: 10, needed: 1, given: 2 }
+        PageDirError::WrongDirPageCount {
+            data_refs: 10,
+            needed: 1,
+            given: 2
+        }
     );
-    assert_eq!(build_directory(&[0], &data).unwrap_err(), PageDirError::ZeroDirRef { index: 0 });
+    assert_eq!(
+        build_directory(&[0], &data).unwrap_err(),
+        PageDirError::ZeroDirRef { index: 0 }
+    );
     data[3] = 0;
-    assert_eq!(build_directory(&dir, &data).unwrap_err(), PageDirError::ZeroDataRef { index: 3 });
+    assert_eq!(
+        build_directory(&dir, &data).unwrap_err(),
+        PageDirError::ZeroDataRef { index: 3 }
+    );
 }
 
 proptest! {

@@ -39,10 +39,17 @@ fn request_and_response_travel_and_notify_like_ring_h() {
     let mem = LocalMemory::page();
     let mut front = FrontRing::init(&mem, RingLayout::DISPLIF, 0).unwrap();
     let mut back = BackRing::attach(&mem, RingLayout::DISPLIF, 0);
-    assert_eq!(mem.load_u32_acquire(REQ_EVENT).unwrap(), 1, "SHARED_RING_INIT sets req_event = 1");
+    assert_eq!(
+        mem.load_u32_acquire(REQ_EVENT).unwrap(),
+        1,
+        "SHARED_RING_INIT sets req_event = 1"
+    );
 
     front.put_request(&slot(1)).unwrap();
-    assert!(front.push_requests_and_check_notify().unwrap(), "first request crosses req_event");
+    assert!(
+        front.push_requests_and_check_notify().unwrap(),
+        "first request crosses req_event"
+    );
     assert_eq!(mem.load_u32_acquire(REQ_PROD).unwrap(), 1);
 
     assert_eq!(back.next_request().unwrap(), Some(slot(1)));
@@ -98,7 +105,10 @@ fn frontend_ring_is_full_after_32_outstanding_requests() {
         front.put_request(&slot(i)).unwrap();
     }
     assert!(front.is_full());
-    assert_eq!(front.put_request(&slot(99)), Err(RingError::Full { outstanding: 32 }));
+    assert_eq!(
+        front.put_request(&slot(99)),
+        Err(RingError::Full { outstanding: 32 })
+    );
 }
 
 #[test]
@@ -107,15 +117,28 @@ fn backend_refuses_a_producer_index_claiming_more_than_a_ring() {
     let _front = FrontRing::init(&mem, RingLayout::DISPLIF, 0).unwrap();
     let mut back = BackRing::attach(&mem, RingLayout::DISPLIF, 0);
     mem.store_u32_release(REQ_PROD, 32).unwrap();
-    assert_eq!(back.unconsumed_requests().unwrap(), 32, "a full ring is legal");
+    assert_eq!(
+        back.unconsumed_requests().unwrap(),
+        32,
+        "a full ring is legal"
+    );
     mem.store_u32_release(REQ_PROD, 33).unwrap();
     assert!(matches!(
         back.next_request(),
-        Err(RingError::ProducerOverflow { which: "req_prod", prod: 33, claimed: 33, limit: 32, .. })
+        Err(RingError::ProducerOverflow {
+            which: "req_prod",
+            prod: 33,
+            claimed: 33,
+            limit: 32,
+            ..
+        })
     ));
     // A producer index "behind" us is the same as a huge claim.
     mem.store_u32_release(REQ_PROD, u32::MAX).unwrap();
-    assert!(matches!(back.final_check_for_requests(), Err(RingError::ProducerOverflow { .. })));
+    assert!(matches!(
+        back.final_check_for_requests(),
+        Err(RingError::ProducerOverflow { .. })
+    ));
 }
 
 #[test]
@@ -143,7 +166,12 @@ fn frontend_refuses_responses_to_requests_never_sent() {
     mem.store_u32_release(RSP_PROD, 2).unwrap();
     assert!(matches!(
         front.next_response(),
-        Err(RingError::ProducerOverflow { which: "rsp_prod", claimed: 2, limit: 1, .. })
+        Err(RingError::ProducerOverflow {
+            which: "rsp_prod",
+            claimed: 2,
+            limit: 1,
+            ..
+        })
     ));
 }
 
@@ -153,7 +181,10 @@ fn backend_cannot_answer_a_request_it_did_not_take() {
     let mut back = BackRing::attach(&mem, RingLayout::DISPLIF, 7);
     assert_eq!(
         back.put_response(&slot(0)),
-        Err(RingError::NoRequestToAnswer { rsp_prod_pvt: 7, req_cons: 7 })
+        Err(RingError::NoRequestToAnswer {
+            rsp_prod_pvt: 7,
+            req_cons: 7
+        })
     );
 }
 
@@ -175,7 +206,10 @@ fn ring_indices_survive_u32_wrap() {
         }
         back.push_responses_and_check_notify().unwrap();
         for i in 0..20 {
-            assert_eq!(front.next_response().unwrap(), Some(slot(round * 100 + i + 50)));
+            assert_eq!(
+                front.next_response().unwrap(),
+                Some(slot(round * 100 + i + 50))
+            );
         }
     }
     assert_eq!(back.req_cons(), start.wrapping_add(100));
@@ -254,7 +288,10 @@ fn event_page_producer_and_consumer() {
     for i in 0..63 {
         prod.push(&event(i)).unwrap();
     }
-    assert_eq!(prod.push(&event(63)), Err(EventRingError::Full { unconsumed: 63 }));
+    assert_eq!(
+        prod.push(&event(63)),
+        Err(EventRingError::Full { unconsumed: 63 })
+    );
     assert_eq!(mem.load_u32_acquire(4).unwrap(), 63, "in_prod published");
     // Event 62 sits in the last slot of the page.
     let mut raw = [0u8; 64];
@@ -288,7 +325,10 @@ fn event_page_wraps_u32_without_overwriting_unconsumed_events() {
         prod.push(&event(i)).unwrap();
     }
     assert_eq!(prod.prod(), 0);
-    assert_eq!(prod.push(&event(4)), Err(EventRingError::Full { unconsumed: 4 }));
+    assert_eq!(
+        prod.push(&event(4)),
+        Err(EventRingError::Full { unconsumed: 4 })
+    );
     assert_eq!(cons.next_event().unwrap(), Some(event(0)));
     prod.push(&event(4)).unwrap();
     for i in 1..5 {
@@ -307,7 +347,12 @@ fn event_consumer_refuses_a_producer_index_too_far_ahead() {
     mem.store_u32_release(4, 64).unwrap();
     assert_eq!(
         cons.next_event(),
-        Err(EventRingError::ProducerOverflow { prod: 64, cons: 0, claimed: 64, len: 63 })
+        Err(EventRingError::ProducerOverflow {
+            prod: 64,
+            cons: 0,
+            claimed: 64,
+            len: 63
+        })
     );
 }
 
@@ -319,7 +364,11 @@ fn event_producer_refuses_a_consumer_index_that_ran_ahead() {
     mem.store_u32_release(0, 12).unwrap();
     assert_eq!(
         prod.push(&event(1)),
-        Err(EventRingError::ConsumerIndexInvalid { cons: 12, prod: 11, len: 63 })
+        Err(EventRingError::ConsumerIndexInvalid {
+            cons: 12,
+            prod: 11,
+            len: 63
+        })
     );
 }
 
@@ -359,11 +408,17 @@ proptest! {
 #[test]
 fn kbdif_page_layout() {
     let l = EventRingLayout::KBDIF_IN;
-    assert_eq!((l.cons_offset, l.prod_offset, l.ring_offset, l.len), (0, 4, 1024, 51));
+    assert_eq!(
+        (l.cons_offset, l.prod_offset, l.ring_offset, l.len),
+        (0, 4, 1024, 51)
+    );
     assert_eq!(l.slot_offset(50), 1024 + 50 * 40);
     assert_eq!(l.slot_offset(51), 1024);
     let o = EventRingLayout::KBDIF_OUT;
-    assert_eq!((o.cons_offset, o.prod_offset, o.ring_offset, o.len), (8, 12, 3072, 25));
+    assert_eq!(
+        (o.cons_offset, o.prod_offset, o.ring_offset, o.len),
+        (8, 12, 3072, 25)
+    );
 }
 
 #[test]
@@ -372,9 +427,19 @@ fn kbdif_page_carries_input_events() {
     let mut back = KbdBackendPage::attach(&mem).unwrap();
     let mut front = KbdFrontendPage::attach(&mem).unwrap();
     let events = [
-        KbdInEvent::Key { pressed: true, keycode: 30 },
-        KbdInEvent::Position { abs_x: 100, abs_y: 200, rel_z: -1 },
-        KbdInEvent::MultiTouch { contact_id: 3, event: MtEvent::Down { abs_x: 5, abs_y: 6 } },
+        KbdInEvent::Key {
+            pressed: true,
+            keycode: 30,
+        },
+        KbdInEvent::Position {
+            abs_x: 100,
+            abs_y: 200,
+            rel_z: -1,
+        },
+        KbdInEvent::MultiTouch {
+            contact_id: 3,
+            event: MtEvent::Down { abs_x: 5, abs_y: 6 },
+        },
     ];
     for e in &events {
         back.push(e).unwrap();
@@ -398,11 +463,21 @@ fn kbdif_in_ring_is_full_at_51() {
     let mem = LocalMemory::page();
     let mut back = KbdBackendPage::attach(&mem).unwrap();
     for i in 0..51 {
-        back.push(&KbdInEvent::Key { pressed: i % 2 == 0, keycode: i }).unwrap();
+        back.push(&KbdInEvent::Key {
+            pressed: i % 2 == 0,
+            keycode: i,
+        })
+        .unwrap();
     }
     assert!(matches!(
-        back.push(&KbdInEvent::Key { pressed: true, keycode: 1 }),
-        Err(KbdPageError::Ring { ring: "in", source: EventRingError::Full { unconsumed: 51 } })
+        back.push(&KbdInEvent::Key {
+            pressed: true,
+            keycode: 1
+        }),
+        Err(KbdPageError::Ring {
+            ring: "in",
+            source: EventRingError::Full { unconsumed: 51 }
+        })
     ));
 }
 
@@ -418,12 +493,17 @@ fn kbdif_out_events_are_errors() {
     mem.store_u32_release(12, 1).unwrap();
     assert_eq!(
         back.check_out_ring(),
-        Err(KbdPageError::Decode(KbdDecodeError::UnexpectedOutEvent { event_type: 7 }))
+        Err(KbdPageError::Decode(KbdDecodeError::UnexpectedOutEvent {
+            event_type: 7
+        }))
     );
     // A frontend claiming 26 out events (the ring holds 25) is refused.
     mem.store_u32_release(12, 27).unwrap();
     assert!(matches!(
         back.check_out_ring(),
-        Err(KbdPageError::Ring { ring: "out", source: EventRingError::ProducerOverflow { .. } })
+        Err(KbdPageError::Ring {
+            ring: "out",
+            source: EventRingError::ProducerOverflow { .. }
+        })
     ));
 }

@@ -38,7 +38,8 @@ pub const XENDISPL_DBUF_FLG_REQ_ALLOC: u32 = 1 << 0;
 pub const XENDISPL_EVENT_PAGE_SIZE: usize = 4096;
 pub const XENDISPL_IN_RING_OFFS: usize = core::mem::size_of::<xendispl_event_page>();
 pub const XENDISPL_IN_RING_SIZE: usize = XENDISPL_EVENT_PAGE_SIZE - XENDISPL_IN_RING_OFFS;
-pub const XENDISPL_IN_RING_LEN: usize = XENDISPL_IN_RING_SIZE / core::mem::size_of::<xendispl_evt>();
+pub const XENDISPL_IN_RING_LEN: usize =
+    XENDISPL_IN_RING_SIZE / core::mem::size_of::<xendispl_evt>();
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -185,18 +186,30 @@ c_struct!(xendispl_dbuf_create_req, "struct xendispl_dbuf_create_req", {
     dbuf_cookie, width, height, bpp, buffer_sz, flags, gref_directory, data_ofs,
 });
 c_struct!(xendispl_page_directory, "struct xendispl_page_directory", { gref_dir_next_page, gref });
-c_struct!(xendispl_dbuf_destroy_req, "struct xendispl_dbuf_destroy_req", { dbuf_cookie });
+c_struct!(
+    xendispl_dbuf_destroy_req,
+    "struct xendispl_dbuf_destroy_req",
+    { dbuf_cookie }
+);
 c_struct!(xendispl_fb_attach_req, "struct xendispl_fb_attach_req", {
     dbuf_cookie, fb_cookie, width, height, pixel_format,
 });
-c_struct!(xendispl_fb_detach_req, "struct xendispl_fb_detach_req", { fb_cookie });
+c_struct!(xendispl_fb_detach_req, "struct xendispl_fb_detach_req", {
+    fb_cookie
+});
 c_struct!(xendispl_set_config_req, "struct xendispl_set_config_req", {
     fb_cookie, x, y, width, height, bpp,
 });
-c_struct!(xendispl_page_flip_req, "struct xendispl_page_flip_req", { fb_cookie });
+c_struct!(xendispl_page_flip_req, "struct xendispl_page_flip_req", {
+    fb_cookie
+});
 c_struct!(xendispl_get_edid_req, "struct xendispl_get_edid_req", { buffer_sz, gref_directory });
-c_struct!(xendispl_get_edid_resp, "struct xendispl_get_edid_resp", { edid_sz });
-c_struct!(xendispl_pg_flip_evt, "struct xendispl_pg_flip_evt", { fb_cookie });
+c_struct!(xendispl_get_edid_resp, "struct xendispl_get_edid_resp", {
+    edid_sz
+});
+c_struct!(xendispl_pg_flip_evt, "struct xendispl_pg_flip_evt", {
+    fb_cookie
+});
 c_union!(xendispl_req_op, "", {
     dbuf_create: xendispl_dbuf_create_req,
     dbuf_destroy: xendispl_dbuf_destroy_req,

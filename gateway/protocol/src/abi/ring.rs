@@ -128,7 +128,11 @@ pub const fn const_ring_size(ring_offset: usize, entry_size: usize, area: usize)
         return 0;
     }
     let n = (area - ring_offset) / entry_size;
-    let n = if n > u32::MAX as usize { u32::MAX } else { n as u32 };
+    let n = if n > u32::MAX as usize {
+        u32::MAX
+    } else {
+        n as u32
+    };
     round_down_pow2(n)
 }
 

@@ -234,7 +234,9 @@ c_struct!(xensnd_query_hw_param, "struct xensnd_query_hw_param", {
     buffer => xensnd_interval,
     period => xensnd_interval,
 });
-c_struct!(xensnd_cur_pos_evt, "struct xensnd_cur_pos_evt", { position });
+c_struct!(xensnd_cur_pos_evt, "struct xensnd_cur_pos_evt", {
+    position
+});
 c_union!(xensnd_req_op, "", {
     open: xensnd_open_req,
     rw: xensnd_rw_req,
