@@ -6,7 +6,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`memory`] | [`SharedMemory`](memory::SharedMemory): copy/atomic access to a shared page (implemented by the platform's grant mapping), and [`LocalMemory`](memory::LocalMemory) for tests |
+//! | [`memory`] | [`SharedMemory`]: copy/atomic access to a shared page (implemented by the platform's grant mapping), and [`LocalMemory`] for tests |
 //! | [`ring`] | ring.h request/response rings: [`BackRing`](ring::BackRing) (backend), [`FrontRing`](ring::FrontRing) (frontend), notify/final-check semantics, overflow rule |
 //! | [`evtpage`] | one-way rings indexed modulo their length: the displif/sndif event page (63 slots) and the kbdif in/out rings |
 //! | [`kbdpage`] | the kbdif shared page, typed, for each side |

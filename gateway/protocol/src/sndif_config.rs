@@ -3,7 +3,7 @@
 //! backend knows the hardware ranges the guest's ALSA will offer.
 //!
 //! Rules reproduced here (each has a test):
-//! - The card starts from the driver defaults ([`PcmHw::LINUX_DEFAULT`]):
+//! - The card starts from the driver defaults ([`PcmHw::linux_default`]):
 //!   U8 and S16_LE, continuous rates 5512..=48000, 1..=2 channels, 64 KiB
 //!   buffer; a device starts from the card's result, a stream from its
 //!   device's.
@@ -110,9 +110,6 @@ impl PcmHw {
             periods_max: MAX_BUFFER_SIZE / MIN_PERIOD_SIZE,
         }
     }
-
-    /// Alias kept for documentation links.
-    pub const LINUX_DEFAULT: fn() -> PcmHw = PcmHw::linux_default;
 
     /// The formats allowed.
     pub fn format_list(&self) -> Vec<PcmFormat> {

@@ -72,21 +72,18 @@ num_value_from!(u8, u16, u32, u64, usize, i8, i16, i32, i64);
 
 /// Size of a struct field, found through a (never called) accessor so that
 /// the field's real type decides, not a type written next to it.
-#[doc(hidden)]
-pub fn field_size<T, F>(_accessor: fn(&T) -> &F) -> usize {
+pub(crate) fn field_size<T, F>(_accessor: fn(&T) -> &F) -> usize {
     core::mem::size_of::<F>()
 }
 
 /// Size of a union field, found through a (never called) constructor, which
 /// unlike reading a union field needs no `unsafe`.
-#[doc(hidden)]
-pub fn union_field_size<F, U>(_constructor: fn(F) -> U) -> usize {
+pub(crate) fn union_field_size<F, U>(_constructor: fn(F) -> U) -> usize {
     core::mem::size_of::<F>()
 }
 
 /// Strips the raw-identifier prefix: the C member `type` is `r#type` here.
-#[doc(hidden)]
-pub fn c_member_name(rust: &str) -> &str {
+pub(crate) fn c_member_name(rust: &str) -> &str {
     rust.trim_start_matches("r#")
 }
 
