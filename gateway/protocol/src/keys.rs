@@ -9,6 +9,32 @@
 //! simulator.
 
 use crate::GrantRef;
+use std::collections::BTreeMap;
+
+/// Read access to a snapshot of the store (paths are absolute), for the
+/// pure configuration readers here and in [`crate::sndif_config`].
+pub trait StoreRead {
+    fn read(&self, path: &str) -> Option<String>;
+    /// True if the node exists (has a value or children), as
+    /// `xenbus_exists` reports it.
+    fn exists(&self, path: &str) -> bool;
+}
+
+impl StoreRead for BTreeMap<String, String> {
+    fn read(&self, path: &str) -> Option<String> {
+        self.get(path).cloned()
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        if self.contains_key(path) {
+            return true;
+        }
+        let prefix = format!("{path}/");
+        self.range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+}
 
 /// Generic XenBus nodes (not protocol specific).
 pub mod xenbus {
@@ -39,6 +65,71 @@ pub mod displif {
     /// `<frontend>/<conn-idx>`
     pub fn connector_path(frontend: &str, index: u32) -> String {
         format!("{frontend}/{index}")
+    }
+
+    /// One connector of a vdispl device.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConnectorConfig {
+        pub index: u32,
+        pub path: String,
+        pub resolution: super::Resolution,
+        pub unique_id: Option<String>,
+    }
+
+    /// A vdispl device's configuration as the frontend sees it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct DisplConfig {
+        pub be_alloc: bool,
+        pub connectors: Vec<ConnectorConfig>,
+    }
+
+    /// No connector has a usable `resolution`.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error(
+        "no connector configured at {path} (expected {path}/0/resolution = \"<width>x<height>\")"
+    )]
+    pub struct NoConnectors {
+        pub path: String,
+    }
+
+    /// Reads connectors the way xen-drm-front does: `0`, `1`, … up to
+    /// [`LINUX_MAX_CONNECTORS`], stopping at the first one without a valid
+    /// `resolution`; none at all is an error. `be-alloc` is any non-zero
+    /// number. One deliberate difference: Linux scans `resolution` with
+    /// `%dx%d` and would take "800" as 800x0; this reader requires both
+    /// numbers ([`super::parse_resolution`]).
+    pub fn read_config(
+        store: &impl super::StoreRead,
+        frontend: &str,
+    ) -> Result<DisplConfig, NoConnectors> {
+        let be_alloc =
+            super::flag_like_linux(store.read(&format!("{frontend}/{BE_ALLOC}")).as_deref());
+        let mut connectors = Vec::new();
+        for index in 0..LINUX_MAX_CONNECTORS {
+            let path = connector_path(frontend, index);
+            let Some(resolution) = store
+                .read(&format!("{path}/{RESOLUTION}"))
+                .and_then(|v| super::parse_resolution(&v).ok())
+            else {
+                break;
+            };
+            let unique_id = store.read(&format!("{path}/{UNIQUE_ID}"));
+            connectors.push(ConnectorConfig {
+                index,
+                path,
+                resolution,
+                unique_id,
+            });
+        }
+        if connectors.is_empty() {
+            return Err(NoConnectors {
+                path: frontend.to_owned(),
+            });
+        }
+        Ok(DisplConfig {
+            be_alloc,
+            connectors,
+        })
     }
 }
 

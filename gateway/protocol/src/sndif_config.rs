@@ -25,33 +25,9 @@
 //!   anything else fails the whole card. Streams are numbered card-wide in
 //!   order (that number picks the stream's event channel pair).
 
+pub use crate::keys::StoreRead;
 use crate::keys::{self, parse_stream_type, read_unsigned_like_linux, strncasecmp_eq, StreamType};
 use crate::sndif::{mask_of, PcmFormat};
-use std::collections::BTreeMap;
-
-/// Read access to a snapshot of the store (paths are absolute).
-pub trait StoreRead {
-    fn read(&self, path: &str) -> Option<String>;
-    /// True if the node exists (has a value or children), as
-    /// `xenbus_exists` reports it.
-    fn exists(&self, path: &str) -> bool;
-}
-
-impl StoreRead for BTreeMap<String, String> {
-    fn read(&self, path: &str) -> Option<String> {
-        self.get(path).cloned()
-    }
-
-    fn exists(&self, path: &str) -> bool {
-        if self.contains_key(path) {
-            return true;
-        }
-        let prefix = format!("{path}/");
-        self.range(prefix.clone()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(&prefix))
-    }
-}
 
 /// `SNDRV_PCM_DEVICES`: the most devices snd-xen-front looks for.
 pub const MAX_DEVICES: u32 = 8;

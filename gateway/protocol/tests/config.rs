@@ -340,3 +340,47 @@ fn xenbus_states() {
     assert_eq!(XenbusState::parse_like_linux(None), XenbusState::Unknown);
     assert_eq!("6".parse::<XenbusState>(), Ok(XenbusState::Closed));
 }
+
+#[test]
+fn displif_connectors_are_read_like_xen_drm_front() {
+    let fe = "/local/domain/1/device/vdispl/0";
+    let s: BTreeMap<String, String> = [
+        ("be-alloc", "1"),
+        ("0/resolution", "1920x1080"),
+        ("0/unique-id", "mon0"),
+        ("1/resolution", "800x600"),
+        ("2/resolution", "bogus"),
+        ("3/resolution", "640x480"),
+    ]
+    .iter()
+    .map(|(k, v)| (format!("{fe}/{k}"), v.to_string()))
+    .collect();
+    let cfg = displif::read_config(&s, fe).unwrap();
+    assert!(cfg.be_alloc);
+    assert_eq!(
+        cfg.connectors.len(),
+        2,
+        "stops at the first invalid resolution"
+    );
+    assert_eq!(
+        cfg.connectors[0].resolution,
+        Resolution {
+            width: 1920,
+            height: 1080
+        }
+    );
+    assert_eq!(cfg.connectors[0].unique_id.as_deref(), Some("mon0"));
+    assert_eq!(cfg.connectors[1].path, format!("{fe}/1"));
+    let none: BTreeMap<String, String> = BTreeMap::new();
+    assert_eq!(
+        displif::read_config(&none, fe),
+        Err(displif::NoConnectors { path: fe.into() })
+    );
+    let mut five = BTreeMap::new();
+    for i in 0..5 {
+        five.insert(format!("{fe}/{i}/resolution"), "10x10".to_string());
+    }
+    let cfg = displif::read_config(&five, fe).unwrap();
+    assert!(!cfg.be_alloc);
+    assert_eq!(cfg.connectors.len(), 4, "xen-drm-front reads at most 4");
+}

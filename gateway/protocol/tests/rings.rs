@@ -507,3 +507,35 @@ fn kbdif_out_events_are_errors() {
         })
     ));
 }
+
+#[test]
+fn local_memory_checks_bounds_and_alignment() {
+    use pvgate_protocol::memory::LocalMemoryError;
+    let mem = LocalMemory::page();
+    let mut buf = [0u8; 8];
+    assert!(mem.read(4088, &mut buf).is_ok());
+    assert_eq!(
+        mem.read(4089, &mut buf),
+        Err(LocalMemoryError::OutOfBounds {
+            offset: 4089,
+            len: 8,
+            size: 4096
+        })
+    );
+    assert!(mem.read(usize::MAX - 2, &mut buf).is_err());
+    assert_eq!(
+        mem.load_u32_acquire(2),
+        Err(LocalMemoryError::Misaligned(2))
+    );
+    mem.store_u32_release(8, 0xdead_beef).unwrap();
+    assert_eq!(mem.load_u32_acquire(8), Ok(0xdead_beef));
+    assert_eq!(&mem.snapshot()[8..12], &0xdead_beefu32.to_le_bytes());
+    // A ring on too small a memory reports the memory error, not a panic.
+    let tiny = LocalMemory::new(16);
+    let mut back = BackRing::attach(&tiny, RingLayout::DISPLIF, 0);
+    tiny.store_u32_release(0, 1).unwrap();
+    assert!(matches!(
+        back.next_request(),
+        Err(RingError::Memory(LocalMemoryError::OutOfBounds { .. }))
+    ));
+}
