@@ -14,13 +14,16 @@
 
 pub mod font;
 pub mod frame;
+pub mod g711;
 pub mod grid;
 pub mod input;
 pub mod keymap;
 pub mod overlay;
+pub mod pcm;
 pub mod pixfmt;
 pub mod scene;
 pub mod strip;
+pub mod tone;
 pub mod view;
 
 #[cfg(test)]
@@ -28,6 +31,9 @@ mod degrade;
 
 pub use frame::{Frame, Rect};
 pub use input::{events_for_text, Buttons, InputEvent, InputState};
+pub use pixfmt::PixelFormat;
+pub use pcm::PcmFormat;
+pub use tone::{measure_tone, ToneGenerator, ToneMeasurement};
 pub use overlay::{draw_overlay, find_cursor, read_buttons, read_text_line};
 pub use scene::{render, Renderer, Scene};
 pub use strip::{decode_strip, draw_strip, StripData};
