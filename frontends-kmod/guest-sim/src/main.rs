@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use pvgate_guest_sim::config::{DisplayConfig, GuestConfig, InputConfig, SoundCardConfig};
 use pvgate_guest_sim::content::Scene;
-use pvgate_guest_sim::display::render::{render_loop, RenderOptions};
+use pvgate_guest_sim::display::render::{render_loop, FlipObserver, RenderOptions};
 use pvgate_guest_sim::guest::{GuestSim, StartOptions, StateReport};
 use pvgate_guest_sim::misbehave::{self, Mode};
 use pvgate_guest_sim::sim::{connect_guest, connect_toolstack, XsRegistry};
@@ -283,8 +283,15 @@ async fn display_worker(
                 frames: None,
             };
             let (session, input, stop) = (session.clone(), input.clone(), stop.clone());
+            // Report the first flips (enough for a test to follow) and then
+            // every 100th.
+            let on_flip: FlipObserver = Arc::new(move |n, fb, outcome| {
+                if n <= 3 || n % 100 == 0 {
+                    say(&format!("flip vdispl/{d}/{c} frame={n} fb={fb:#x} outcome={outcome:?}"));
+                }
+            });
             loops.push(tokio::spawn(async move {
-                let r = render_loop(session, opts, input, stop).await;
+                let r = render_loop(session, opts, input, Some(on_flip), stop).await;
                 match r {
                     Ok(stats) => say(&format!("display vdispl/{d}/{c} flips={}", stats.flips)),
                     Err(e) => say(&format!("display vdispl/{d}/{c} error {e}")),

@@ -46,11 +46,15 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// Told of each completed flip: (frame number, framebuffer cookie, outcome).
+pub type FlipObserver = Arc<dyn Fn(u64, u64, FlipOutcome) + Send + Sync>;
+
 /// Run the double-buffered loop on `session` until `stop` or `frames`.
 pub async fn render_loop(
     session: Arc<DisplaySession>,
     opts: RenderOptions,
     input: Option<Arc<Mutex<InputState>>>,
+    on_flip: Option<FlipObserver>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<RenderStats, DisplayError> {
     let conn = session
@@ -88,9 +92,12 @@ pub async fn render_loop(
         }
         let back = 1 - front;
         bufs[back].write(0, &draw(&mut frame, n)?)?;
-        match session.page_flip(opts.connector, fbs[back]).await? {
-            FlipOutcome::Done => {}
-            FlipOutcome::FrameDoneTimedOut => stats.frame_done_timeouts += 1,
+        let outcome = session.page_flip(opts.connector, fbs[back]).await?;
+        if outcome == FlipOutcome::FrameDoneTimedOut {
+            stats.frame_done_timeouts += 1;
+        }
+        if let Some(f) = &on_flip {
+            f(n, fbs[back], outcome);
         }
         stats.flips += 1;
         front = back;

@@ -1,0 +1,204 @@
+//! Test support: an in-process simulated Xen, and a minimal backend made of
+//! gateway-side pieces (platform traits + protocol crate) acting as dom0.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use pvgate_guest_sim::io::shm::Shm;
+use pvgate_platform::sim::hypervisor::{SimEventChannels, SimGrantMapper, SimHypervisor};
+use pvgate_platform::sim::xenstore::{dom0_socket, DomainObserver, XenstoreConfig, XenstoreServer};
+use pvgate_platform::xs_client::XsStore;
+use pvgate_platform::{DomId, EventChannel, Platform, Store};
+use pvgate_protocol::evtpage::{EventProducer, EventRingLayout, EVENT_SIZE};
+use pvgate_protocol::ring::{BackRing, RingLayout, Slot};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Tells the hypervisor about domains xenstore learns of (XS_INTRODUCE).
+struct HvObserver(SimHypervisor);
+
+impl DomainObserver for HvObserver {
+    fn on_domain_introduced(&self, domid: DomId, _mfn: u64, _evtchn: u32) {
+        if let Err(e) = self.0.add_domain(domid) {
+            eprintln!("sim: cannot add domain {domid}: {e}");
+        }
+    }
+    fn on_domain_released(&self, domid: DomId) {
+        self.0.remove_domain(domid);
+    }
+}
+
+/// The simulated Xen, running in this process.
+pub struct Sim {
+    pub dir: tempfile::TempDir,
+    pub hv: SimHypervisor,
+    pub xenstore: XenstoreServer,
+}
+
+impl Sim {
+    pub async fn start() -> Sim {
+        // Unix socket paths are short: keep the directory in /tmp.
+        let dir = tempfile::Builder::new().prefix("gs").tempdir_in("/tmp").expect("tempdir");
+        let hv = SimHypervisor::start(dir.path()).expect("sim hypervisor");
+        let xenstore = XenstoreServer::start(
+            dir.path(),
+            XenstoreConfig {
+                observer: Some(Arc::new(HvObserver(hv.clone()))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sim xenstore");
+        Sim { dir, hv, xenstore }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// dom0's platform: the backend's view.
+    pub async fn dom0(&self) -> Platform {
+        let store = XsStore::connect(Some(&dom0_socket(self.path()))).await.expect("dom0 xenstore");
+        Platform {
+            domid: 0,
+            store: Arc::new(store),
+            grants: Arc::new(SimGrantMapper::open(self.path(), 0).expect("dom0 grants")),
+            events: Arc::new(SimEventChannels::connect(self.path(), 0).expect("dom0 evtchn")),
+        }
+    }
+}
+
+/// Wait until `path` satisfies `pred`, following a watch.
+pub async fn wait_node(store: &dyn Store, path: &str, pred: impl Fn(Option<&str>) -> bool) -> Option<String> {
+    let mut watch = store.watch(path).await.expect("watch");
+    let fut = async {
+        loop {
+            let v = store.read_opt(path).await.ok().flatten();
+            if pred(v.as_deref()) {
+                return v;
+            }
+            if watch.next().await.is_none() {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {path}"))
+}
+
+pub async fn read(store: &dyn Store, path: &str) -> String {
+    store.read(path).await.unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+/// One mapped request ring with its bound event channel.
+pub struct RingEnd {
+    pub ring: BackRing<Shm>,
+    pub evtchn: Box<dyn EventChannel>,
+    pub shm: Shm,
+}
+
+impl RingEnd {
+    pub async fn connect(dom0: &Platform, guest: DomId, gref: u32, port: u32, layout: RingLayout) -> RingEnd {
+        let shm = Shm::new(dom0.grants.map(guest, &[gref], true).expect("map ring"));
+        let evtchn = dom0.events.bind_interdomain(guest, port).await.expect("bind ring evtchn");
+        RingEnd {
+            ring: BackRing::attach(shm.clone(), layout, 0),
+            evtchn,
+            shm,
+        }
+    }
+
+    /// The next request (copied out), waiting on the event channel.
+    pub async fn next(&mut self) -> Slot {
+        let fut = async {
+            loop {
+                if let Some(s) = self.ring.next_request().expect("ring") {
+                    return s;
+                }
+                if self.ring.final_check_for_requests().expect("ring") {
+                    continue;
+                }
+                self.evtchn.wait().await.expect("wait");
+            }
+        };
+        tokio::time::timeout(WAIT, fut).await.expect("no request from the guest")
+    }
+
+    pub fn respond(&mut self, rsp: &Slot) {
+        self.ring.put_response(rsp).expect("put response");
+        if self.ring.push_responses_and_check_notify().expect("push") {
+            self.evtchn.notify().expect("notify");
+        }
+    }
+}
+
+/// One mapped event page with its bound event channel.
+pub struct EventEnd {
+    pub producer: EventProducer<Shm, EVENT_SIZE>,
+    pub evtchn: Box<dyn EventChannel>,
+    pub shm: Shm,
+    layout: EventRingLayout<EVENT_SIZE>,
+}
+
+impl EventEnd {
+    pub async fn connect(
+        dom0: &Platform,
+        guest: DomId,
+        gref: u32,
+        port: u32,
+        layout: EventRingLayout<EVENT_SIZE>,
+    ) -> EventEnd {
+        let shm = Shm::new(dom0.grants.map(guest, &[gref], true).expect("map event page"));
+        let evtchn = dom0.events.bind_interdomain(guest, port).await.expect("bind event evtchn");
+        EventEnd {
+            producer: EventProducer::attach(shm.clone(), layout).expect("event page"),
+            evtchn,
+            shm,
+            layout,
+        }
+    }
+
+    pub fn push(&mut self, ev: &[u8; EVENT_SIZE]) {
+        self.producer.push(ev).expect("push event");
+        self.evtchn.notify().expect("notify");
+    }
+
+    /// The guest's consumer index on the page.
+    pub fn in_cons(&self) -> u32 {
+        use pvgate_protocol::SharedMemory;
+        self.shm.load_u32_acquire(self.layout.cons_offset).expect("in_cons")
+    }
+
+    /// Wait until the guest consumed `n` events.
+    pub async fn wait_consumed(&self, n: u32) {
+        let fut = async {
+            while self.in_cons() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, fut).await.expect("guest did not consume the event");
+    }
+}
+
+/// The backend half of a device's XenBus handshake: InitWait, wait for the
+/// frontend to publish (`ready` states), then `connect`, then Connected.
+pub async fn backend_handshake<T, F, Fut>(dom0: &Platform, backend_path: &str, ready: &[&str], connect: F) -> T
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let store = &*dom0.store;
+    wait_node(store, &format!("{backend_path}/state"), |v| v.is_some()).await;
+    let frontend = read(store, &format!("{backend_path}/frontend")).await;
+    store.write(&format!("{backend_path}/state"), "2").await.expect("InitWait");
+    wait_node(store, &format!("{frontend}/state"), |v| v.is_some_and(|s| ready.contains(&s))).await;
+    let t = connect(frontend.clone()).await;
+    store.write(&format!("{backend_path}/state"), "4").await.expect("Connected");
+    wait_node(store, &format!("{frontend}/state"), |v| v == Some("4")).await;
+    t
+}
