@@ -46,8 +46,15 @@
 //! at once: pacing the events is what holds a well-behaved guest back.
 //! When frames are due and the FIFO is short (a late writer), silence is
 //! consumed in their place and an underrun is counted, as a sound card
-//! plays on through an xrun; the guest's ALSA sees the pointer overtake its
-//! writes and recovers in its own way.
+//! plays on through an xrun. The silence stands for stream positions the
+//! guest had not filled in time; when its data for those positions arrives
+//! it is skipped (as a card's DMA has moved past it), so the guest's later
+//! data still plays at its own positions and the FIFO stays within the
+//! buffer. Because the reported position lags the consumer by less than a
+//! period, the FIFO runs dry up to a period before the guest's ALSA sees its
+//! pointer overtaken; it then reports an xrun, sends TRIGGER_STOP, prepares,
+//! refills and starts again, so a late writer costs at most about a period
+//! of silence per stall.
 
 use thiserror::Error;
 
@@ -252,6 +259,8 @@ pub struct PacingStats {
     pub played_frames: u64,
     /// Octets written beyond the buffer size and dropped.
     pub overflow_bytes: u64,
+    /// Frames that arrived after their position was played as silence.
+    pub late_frames_skipped: u64,
 }
 
 /// The result of a poll.
@@ -268,8 +277,12 @@ pub struct Tick {
 /// What a WRITE did to the FIFO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOutcome {
+    /// Octets queued.
     pub accepted: usize,
+    /// Octets beyond the buffer size, dropped.
     pub dropped: usize,
+    /// Octets for positions already played as silence, skipped.
+    pub late: usize,
 }
 
 /// Period events for one stream (playback or capture).
@@ -418,6 +431,9 @@ pub struct PlaybackPacer {
     /// a long period does not become encoder latency.
     tick_frames: u64,
     starved: bool,
+    /// Frames of silence played in place of data not yet written: the
+    /// head of the guest's next data is for positions already passed.
+    skip_frames: u64,
 }
 
 impl PlaybackPacer {
@@ -431,6 +447,7 @@ impl PlaybackPacer {
             // 10 ms: the shorter Opus frame.
             tick_frames: u64::from(cfg.rate / 100).max(1),
             starved: false,
+            skip_frames: 0,
         })
     }
 
@@ -451,18 +468,33 @@ impl PlaybackPacer {
         self.clock.is_running()
     }
 
+    /// Neither running nor paused (before START, or after STOP).
+    pub fn is_stopped(&self) -> bool {
+        !self.clock.is_running() && !self.clock.is_paused()
+    }
+
     pub fn stats(&self) -> PacingStats {
         self.clock.stats
     }
 
     /// A WRITE's data (already copied out of shared memory).
     pub fn write(&mut self, data: &[u8]) -> WriteOutcome {
+        let frame_bytes = self.clock.cfg.frame_bytes as usize;
+        // Whole frames the consumer already played silence for.
+        let late = (self.skip_frames as usize).min(data.len() / frame_bytes);
+        self.skip_frames -= late as u64;
+        let data = &data[late * frame_bytes..];
         let room = self.capacity.saturating_sub(self.fifo.len());
         let accepted = data.len().min(room);
         self.fifo.extend(&data[..accepted]);
         let dropped = data.len() - accepted;
         self.clock.stats.overflow_bytes += dropped as u64;
-        WriteOutcome { accepted, dropped }
+        self.clock.stats.late_frames_skipped += late as u64;
+        WriteOutcome {
+            accepted,
+            dropped,
+            late: late * frame_bytes,
+        }
     }
 
     /// Applies a trigger at `now_ns`, first consuming what was due up to
@@ -471,9 +503,14 @@ impl PlaybackPacer {
     pub fn trigger(&mut self, trigger: Trigger, now_ns: u64, out: &mut Vec<u8>) -> Tick {
         let tick = self.poll(now_ns, out);
         self.clock.trigger(trigger, now_ns);
+        if matches!(trigger, Trigger::Stop | Trigger::Start) {
+            // ALSA prepares between STOP and START: the guest's pointers
+            // restart, so nothing it writes next is late.
+            self.skip_frames = 0;
+            self.starved = false;
+        }
         if trigger == Trigger::Stop {
             self.fifo.clear();
-            self.starved = false;
         }
         tick
     }
@@ -499,6 +536,11 @@ impl PlaybackPacer {
         if due > 0 {
             self.starved = silence_frames > 0;
         }
+        // Beyond a buffer of silence a guest following the protocol has
+        // certainly restarted (xrun, STOP, prepare), so its data is not for
+        // the skipped positions any more.
+        self.skip_frames =
+            (self.skip_frames + silence_frames).min(u64::from(self.clock.cfg.buffer_frames));
         tick.data_frames = data_frames as usize;
         tick.silence_frames = silence_frames as usize;
         tick

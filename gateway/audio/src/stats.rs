@@ -15,6 +15,8 @@ pub struct AudioStats {
     pub silence_frames: u64,
     /// Octets a guest wrote beyond its buffer size (dropped).
     pub overflow_bytes: u64,
+    /// Frames a guest wrote after their position had played as silence.
+    pub late_frames_skipped: u64,
     pub cur_pos_events: u64,
     pub cur_pos_coalesced: u64,
     /// Lateness of CUR_POS events behind their period boundary.
@@ -36,6 +38,7 @@ impl AudioStats {
         self.underruns = p.underruns;
         self.silence_frames = p.silence_frames;
         self.overflow_bytes = p.overflow_bytes;
+        self.late_frames_skipped = p.late_frames_skipped;
         self.cur_pos_events = p.cur_pos_events;
         self.cur_pos_coalesced = p.coalesced_events;
         self.cur_pos_lag_last_ns = p.cur_pos_lag_last_ns;
@@ -58,6 +61,7 @@ impl AudioStats {
             self.capture_dropped_frames,
             self.capture_silence_frames,
             self.capture_bad_packets,
+            self.late_frames_skipped,
         ]
     }
 
@@ -76,11 +80,12 @@ impl AudioStats {
             capture_dropped_frames: f[10],
             capture_silence_frames: f[11],
             capture_bad_packets: f[12],
+            late_frames_skipped: f[13],
         }
     }
 }
 
-const FIELDS: usize = 13;
+const FIELDS: usize = 14;
 
 /// A stream's latest counters, readable from any thread without locking
 /// the stream. Each field is individually atomic; a reader may see fields
