@@ -131,6 +131,18 @@ pub mod displif {
             connectors,
         })
     }
+
+    /// A connector's two rings as its frontend published them.
+    pub fn read_transport(
+        store: &impl super::StoreRead,
+        connector: &str,
+    ) -> Result<super::RingPair, super::TransportError> {
+        super::read_ring_pair(
+            store,
+            connector,
+            [REQ_RING_REF, REQ_CHANNEL, EVT_RING_REF, EVT_CHANNEL],
+        )
+    }
 }
 
 /// sndif keys (`XENSND_FIELD_*`). Note the request ring of a stream is
@@ -157,6 +169,19 @@ pub mod sndif {
     pub fn stream_path(card: &str, device: u32, stream: u32) -> String {
         format!("{card}/{device}/{stream}")
     }
+
+    /// A stream's two rings as its frontend published them (`ring-ref`,
+    /// `event-channel`, `evt-ring-ref`, `evt-event-channel`).
+    pub fn read_transport(
+        store: &impl super::StoreRead,
+        stream: &str,
+    ) -> Result<super::RingPair, super::TransportError> {
+        super::read_ring_pair(
+            store,
+            stream,
+            [RING_REF, EVENT_CHANNEL, EVT_RING_REF, EVT_EVENT_CHANNEL],
+        )
+    }
 }
 
 /// kbdif keys (`XENKBD_FIELD_*`). `feature-*`, `width`/`height` and
@@ -180,6 +205,132 @@ pub mod kbdif {
 
     /// Range of raw (unscaled) absolute coordinates (`feature-raw-pointer`).
     pub const RAW_POINTER_MAX: i32 = 0x7fff;
+
+    /// What a kbdif frontend published: its shared page and event channel,
+    /// and which features it requested (Linux writes "1" for each).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct FrontendRequest {
+        pub page_gref: crate::GrantRef,
+        pub event_channel: u32,
+        pub abs_pointer: bool,
+        pub multi_touch: bool,
+        pub raw_pointer: bool,
+    }
+
+    /// Reads `page-gref`, `event-channel` and the `request-*` flags from the
+    /// frontend directory. The obsolete `page-ref` (a PFN) is not used: a
+    /// backend maps grants.
+    pub fn read_frontend(
+        store: &impl super::StoreRead,
+        frontend: &str,
+    ) -> Result<FrontendRequest, super::TransportError> {
+        let flag =
+            |k: &str| super::flag_like_linux(store.read(&format!("{frontend}/{k}")).as_deref());
+        Ok(FrontendRequest {
+            page_gref: super::required(store, frontend, PAGE_GREF, super::parse_grant_ref)?,
+            event_channel: super::required(
+                store,
+                frontend,
+                EVENT_CHANNEL,
+                super::parse_event_channel,
+            )?,
+            abs_pointer: flag(REQUEST_ABS_POINTER),
+            multi_touch: flag(REQUEST_MULTI_TOUCH),
+            raw_pointer: flag(REQUEST_RAW_POINTER),
+        })
+    }
+
+    /// What a kbdif backend advertises in its own directory before
+    /// InitWait (xen-kbdfront reads these at probe time).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct BackendFeatures {
+        pub abs_pointer: bool,
+        pub raw_pointer: bool,
+        pub disable_keyboard: bool,
+        pub disable_pointer: bool,
+        /// `width`/`height`: the absolute pointer range.
+        pub size: Option<(u32, u32)>,
+        /// `multi-touch-width`, `-height`, `-num-contacts`.
+        pub multi_touch: Option<(u32, u32, u32)>,
+        pub unique_id: Option<String>,
+    }
+
+    impl BackendFeatures {
+        /// The nodes to write, relative to the backend directory. Features
+        /// that are off are written as "0" so a stale "1" cannot survive.
+        pub fn nodes(&self) -> Vec<(&'static str, String)> {
+            let f = |on: bool| super::flag_value(on).to_string();
+            let mut out = vec![
+                (FEATURE_ABS_POINTER, f(self.abs_pointer)),
+                (FEATURE_RAW_POINTER, f(self.raw_pointer)),
+                (FEATURE_DISABLE_KEYBOARD, f(self.disable_keyboard)),
+                (FEATURE_DISABLE_POINTER, f(self.disable_pointer)),
+                (FEATURE_MULTI_TOUCH, f(self.multi_touch.is_some())),
+            ];
+            if let Some((w, h)) = self.size {
+                out.push((WIDTH, w.to_string()));
+                out.push((HEIGHT, h.to_string()));
+            }
+            if let Some((w, h, n)) = self.multi_touch {
+                out.push((MT_WIDTH, w.to_string()));
+                out.push((MT_HEIGHT, h.to_string()));
+                out.push((MT_NUM_CONTACTS, n.to_string()));
+            }
+            if let Some(id) = &self.unique_id {
+                out.push((UNIQUE_ID, id.clone()));
+            }
+            out
+        }
+    }
+}
+
+/// The request ring and event page of a displif connector or sndif stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingPair {
+    pub req_ring_ref: GrantRef,
+    pub req_event_channel: u32,
+    pub evt_ring_ref: GrantRef,
+    pub evt_event_channel: u32,
+}
+
+/// A transport node the backend needs is missing or unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("{path} is missing")]
+    Missing { path: String },
+    #[error("{path}: {source}")]
+    Bad {
+        path: String,
+        #[source]
+        source: KeyError,
+    },
+}
+
+fn required<T>(
+    store: &impl StoreRead,
+    dir: &str,
+    key: &'static str,
+    parse: fn(&'static str, &str) -> Result<T, KeyError>,
+) -> Result<T, TransportError> {
+    let path = format!("{dir}/{key}");
+    let value = store
+        .read(&path)
+        .ok_or_else(|| TransportError::Missing { path: path.clone() })?;
+    parse(key, &value).map_err(|source| TransportError::Bad { path, source })
+}
+
+fn read_ring_pair(
+    store: &impl StoreRead,
+    dir: &str,
+    keys: [&'static str; 4],
+) -> Result<RingPair, TransportError> {
+    let [req_ring, req_chan, evt_ring, evt_chan] = keys;
+    Ok(RingPair {
+        req_ring_ref: required(store, dir, req_ring, parse_grant_ref)?,
+        req_event_channel: required(store, dir, req_chan, parse_event_channel)?,
+        evt_ring_ref: required(store, dir, evt_ring, parse_grant_ref)?,
+        evt_event_channel: required(store, dir, evt_chan, parse_event_channel)?,
+    })
 }
 
 /// A xenstore value the backend cannot accept.

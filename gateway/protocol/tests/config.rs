@@ -384,3 +384,114 @@ fn displif_connectors_are_read_like_xen_drm_front() {
     assert!(!cfg.be_alloc);
     assert_eq!(cfg.connectors.len(), 4, "xen-drm-front reads at most 4");
 }
+
+fn tree(base: &str, entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .map(|(k, v)| (format!("{base}/{k}"), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn transport_keys_per_protocol() {
+    let conn = "/local/domain/1/device/vdispl/0/0";
+    let s = tree(
+        conn,
+        &[
+            ("req-ring-ref", "2832"),
+            ("req-event-channel", "15"),
+            ("evt-ring-ref", "387"),
+            ("evt-event-channel", "16"),
+        ],
+    );
+    assert_eq!(
+        displif::read_transport(&s, conn),
+        Ok(RingPair {
+            req_ring_ref: 2832,
+            req_event_channel: 15,
+            evt_ring_ref: 387,
+            evt_event_channel: 16
+        })
+    );
+    // sndif's request ring keys have no req- prefix: displif's names are not found.
+    assert_eq!(
+        sndif::read_transport(&s, conn),
+        Err(TransportError::Missing {
+            path: format!("{conn}/ring-ref")
+        })
+    );
+    let stream = "/local/domain/1/device/vsnd/0/0/0";
+    let s = tree(
+        stream,
+        &[
+            ("ring-ref", "386"),
+            ("event-channel", "15"),
+            ("evt-ring-ref", "1386"),
+            ("evt-event-channel", "x"),
+        ],
+    );
+    assert!(matches!(
+        sndif::read_transport(&s, stream),
+        Err(TransportError::Bad {
+            source: KeyError::NotANumber {
+                key: "evt-event-channel",
+                ..
+            },
+            ..
+        })
+    ));
+    let s = tree(
+        stream,
+        &[
+            ("ring-ref", "0"),
+            ("event-channel", "15"),
+            ("evt-ring-ref", "1386"),
+            ("evt-event-channel", "7"),
+        ],
+    );
+    assert!(matches!(
+        sndif::read_transport(&s, stream),
+        Err(TransportError::Bad {
+            source: KeyError::ZeroGrantRef { .. },
+            ..
+        })
+    ));
+
+    let fe = "/local/domain/1/device/vkbd/0";
+    let s = tree(
+        fe,
+        &[
+            ("page-ref", "123456"),
+            ("page-gref", "9"),
+            ("event-channel", "4"),
+            ("request-abs-pointer", "1"),
+        ],
+    );
+    assert_eq!(
+        kbdif::read_frontend(&s, fe),
+        Ok(kbdif::FrontendRequest {
+            page_gref: 9,
+            event_channel: 4,
+            abs_pointer: true,
+            multi_touch: false,
+            raw_pointer: false
+        })
+    );
+}
+
+#[test]
+fn kbdif_backend_feature_nodes() {
+    let f = kbdif::BackendFeatures {
+        abs_pointer: true,
+        size: Some((1920, 1080)),
+        ..Default::default()
+    };
+    let nodes: BTreeMap<&str, String> = f.nodes().into_iter().collect();
+    assert_eq!(nodes["feature-abs-pointer"], "1");
+    assert_eq!(nodes["feature-multi-touch"], "0");
+    assert_eq!(
+        (nodes["width"].as_str(), nodes["height"].as_str()),
+        ("1920", "1080")
+    );
+    assert!(!nodes.contains_key("multi-touch-width"));
+}
