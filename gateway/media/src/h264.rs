@@ -14,7 +14,17 @@ use std::time::{Duration, Instant};
 
 /// During the refresh frame the bitrate target is raised this much, which
 /// lets rate control pick a much lower QP for that one frame.
+///
+/// The refresh is an IDR: openh264's screen-content mode skips every
+/// macroblock whose source did not change since the previous picture, so a
+/// P-frame of the same picture carries (almost) nothing, whatever its QP.
 const REFRESH_BITRATE_FACTOR: u32 = 8;
+/// Rate control's QP range.
+const MIN_QP: c_int = 12;
+const MAX_QP: c_int = 42;
+/// QP ceiling for the refresh frame (openh264's screen-content default
+/// range tops out far higher at low bitrates).
+const REFRESH_MAX_QP: c_int = 22;
 
 fn codec_err(what: &'static str, rc: c_int) -> EncodeError {
     EncodeError::Codec {
@@ -42,10 +52,15 @@ impl RawEncoder {
         if rc != 0 || ptr.is_null() {
             return Err(codec_err("WelsCreateSVCEncoder", rc));
         }
-        Ok(RawEncoder {
+        let mut raw = RawEncoder {
             ptr,
             initialised: false,
-        })
+        };
+        // openh264 logs parameter adjustments and rate-control notes to
+        // stderr unless told not to, from InitializeExt on.
+        let mut level: c_int = sys::WELS_LOG_QUIET as c_int;
+        raw.set_option(sys::ENCODER_OPTION_TRACE_LEVEL, &mut level as *mut c_int as *mut c_void)?;
+        Ok(raw)
     }
 
     fn vtbl(&self) -> &sys::ISVCEncoderVtbl {
@@ -76,9 +91,6 @@ impl RawEncoder {
         // SAFETY: params is a fully initialised SEncParamExt from GetDefaultParams.
         Self::check("InitializeExt", unsafe { f(self.ptr, params) })?;
         self.initialised = true;
-        // openh264 logs every rate-control adjustment otherwise.
-        let mut level: c_int = sys::WELS_LOG_QUIET as c_int;
-        self.set_option(sys::ENCODER_OPTION_TRACE_LEVEL, &mut level as *mut c_int as *mut c_void)?;
         let mut format: c_int = sys::videoFormatI420 as c_int;
         self.set_option(sys::ENCODER_OPTION_DATAFORMAT, &mut format as *mut c_int as *mut c_void)
     }
@@ -105,6 +117,22 @@ impl RawEncoder {
             iBitrate: c_int::try_from(bps).map_err(|_| EncodeError::BadParam(format!("bitrate {bps}"), Codec::H264))?,
         };
         self.set_option(sys::ENCODER_OPTION_BITRATE, &mut info as *mut _ as *mut c_void)
+    }
+
+    fn get_params(&mut self) -> Result<sys::SEncParamExt, EncodeError> {
+        let f = self.vtbl().GetOption.ok_or(codec_err("GetOption missing", -1))?;
+        let mut p = sys::SEncParamExt::default();
+        // SAFETY: ENCODER_OPTION_SVC_ENCODE_PARAM_EXT fills an SEncParamExt.
+        Self::check("GetOption", unsafe {
+            f(self.ptr, sys::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, &mut p as *mut _ as *mut c_void)
+        })?;
+        Ok(p)
+    }
+
+    /// Change rate-control parameters that openh264 applies without a
+    /// reset (the QP range and bitrates are not among its reset triggers).
+    fn set_params(&mut self, p: &mut sys::SEncParamExt) -> Result<(), EncodeError> {
+        self.set_option(sys::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, p as *mut _ as *mut c_void)
     }
 
     fn force_intra(&mut self) -> Result<(), EncodeError> {
@@ -211,9 +239,16 @@ impl H264Encoder {
         p.iEntropyCodingModeFlag = 0;
         p.bEnableLongTermReference = false;
         p.bEnableDenoise = false;
-        p.bEnableBackgroundDetection = true;
+        // Neither is supported in screen-content mode (openh264 turns them off).
+        p.bEnableBackgroundDetection = false;
+        p.bEnableAdaptiveQuant = false;
         p.bEnableSceneChangeDetect = true;
         p.iComplexityMode = sys::LOW_COMPLEXITY;
+        // Without an explicit range, screen-content mode clamps QP to 26..35,
+        // which caps quality whatever the bitrate (and cannot save bits on
+        // hard content either).
+        p.iMinQp = MIN_QP;
+        p.iMaxQp = MAX_QP;
         // Two slices let openh264 encode with two threads; a picture of a
         // single macroblock row cannot be split.
         let slices = if height >= 32 { 2 } else { 1 };
@@ -244,13 +279,22 @@ impl H264Encoder {
         if self.size != Some((w, h)) {
             // A new instance starts with an IDR anyway.
             self.configure(w, h)?;
-        } else if force_keyframe {
+        } else if force_keyframe || refresh {
             self.raw.force_intra()?;
         }
-        if refresh {
-            self.raw
-                .set_bitrate(self.params.bitrate_bps.saturating_mul(REFRESH_BITRATE_FACTOR))?;
-        }
+        let saved = if refresh {
+            let saved = self.raw.get_params()?;
+            let mut boosted = saved;
+            boosted.iMaxQp = REFRESH_MAX_QP.min(saved.iMaxQp);
+            boosted.iMinQp = boosted.iMinQp.min(boosted.iMaxQp);
+            let rate = saved.iTargetBitrate.saturating_mul(REFRESH_BITRATE_FACTOR as c_int);
+            boosted.iTargetBitrate = rate;
+            boosted.sSpatialLayers[0].iSpatialBitrate = rate;
+            self.raw.set_params(&mut boosted)?;
+            Some(saved)
+        } else {
+            None
+        };
         let i420 = self.prepare.to_i420(frame, w, h)?;
         let pic = sys::SSourcePicture {
             iColorFormat: sys::videoFormatI420 as c_int,
@@ -276,8 +320,8 @@ impl H264Encoder {
         };
         let mut data = Vec::new();
         let result = self.raw.encode(&pic, &mut self.bitstream.0, &mut data);
-        if refresh {
-            self.raw.set_bitrate(self.params.bitrate_bps)?;
+        if let Some(mut saved) = saved {
+            self.raw.set_params(&mut saved)?;
         }
         let frame_type = result?;
         if frame_type == sys::videoFrameTypeSkip || data.is_empty() {

@@ -43,18 +43,29 @@ fn rgb(r: u32, g: u32, b: u32) -> u32 {
     0xFF00_0000 | (r.min(255) << 16) | (g.min(255) << 8) | b.min(255)
 }
 
-/// Draw 6×8 "glyphs" (hash-chosen bit patterns) as a line of text.
+/// Draw a line of 6×8 block-letter "glyphs": each is made of strokes like
+/// a real letter (left, middle or right vertical stroke; top, middle or
+/// bottom bar), chosen by hash so lines differ but look like text rather
+/// than noise.
 fn draw_text(frame: &mut Frame, x: u32, y: u32, chars: u32, seed: u32, fg: u32) {
     for c in 0..chars {
         let bits = mix(seed.wrapping_add(c).wrapping_mul(2_654_435_761));
         if bits % 7 == 0 {
             continue; // a space
         }
-        for gy in 0..7 {
-            for gx in 0..5 {
-                if (bits >> ((gy * 5 + gx) % 31)) & 1 == 1 {
-                    frame.set_pixel(x + c * 6 + gx, y + gy, fg);
-                }
+        let gx = x + c * 6;
+        // Vertical strokes at columns 0, 2, 4; bars at rows 0, 3, 6; at
+        // least one of each so no glyph is empty.
+        let verticals = (bits & 0b111).max(1);
+        let bars = ((bits >> 3) & 0b111).max(1);
+        for (i, col) in [0u32, 2, 4].into_iter().enumerate() {
+            if verticals & (1 << i) != 0 {
+                frame.fill_rect(gx + col, y, 1, 7, fg);
+            }
+        }
+        for (i, row) in [0u32, 3, 6].into_iter().enumerate() {
+            if bars & (1 << i) != 0 {
+                frame.fill_rect(gx, y + row, 5, 1, fg);
             }
         }
     }

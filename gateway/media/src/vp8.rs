@@ -16,7 +16,14 @@ use std::time::{Duration, Instant};
 /// choice for live screen sharing.
 const CPU_USED: c_int = 8;
 /// Quantizer ceiling during the refresh frame (normal ceiling: 56 of 63).
+///
+/// The refresh is a keyframe: in realtime mode libvpx skips macroblocks whose
+/// source is unchanged since the previous frame, so a P-frame of the same
+/// picture would carry almost nothing, whatever its quantizer.
 const REFRESH_MAX_QUANTIZER: c_uint = 12;
+/// Normal keyframe size cap, percent of the per-frame budget: a joiner's
+/// keyframe must not stall everyone's stream for long.
+const MAX_INTRA_BITRATE_PCT: c_int = 900;
 
 fn vpx_err(what: &'static str, rc: vpx::vpx_codec_err_t) -> EncodeError {
     EncodeError::Codec {
@@ -98,9 +105,7 @@ impl Context {
         this.control(vpx::vp8e_enc_control_id::VP8E_SET_NOISE_SENSITIVITY, 0)?;
         // Two token partitions let decoders use two threads too.
         this.control(vpx::vp8e_enc_control_id::VP8E_SET_TOKEN_PARTITIONS, 1)?;
-        // Cap keyframe size (percent of the per-frame budget) so a joiner's
-        // keyframe does not stall everyone's stream for long.
-        this.control(vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT, 900)?;
+        this.control(vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT, MAX_INTRA_BITRATE_PCT)?;
         Ok(this)
     }
 
@@ -210,8 +215,10 @@ impl Vp8Encoder {
             ctx.cfg.rc_max_quantizer = REFRESH_MAX_QUANTIZER;
             ctx.cfg.rc_min_quantizer = ctx.cfg.rc_min_quantizer.min(REFRESH_MAX_QUANTIZER);
             ctx.apply_config()?;
+            // 0: no cap for this one frame.
+            ctx.control(vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT, 0)?;
         }
-        let flags = if force_keyframe {
+        let flags = if force_keyframe || refresh {
             vpx::VPX_EFLAG_FORCE_KF as vpx::vpx_enc_frame_flags_t
         } else {
             0
@@ -255,6 +262,7 @@ impl Vp8Encoder {
         if refresh {
             (ctx.cfg.rc_min_quantizer, ctx.cfg.rc_max_quantizer) = saved_quantizers;
             ctx.apply_config()?;
+            ctx.control(vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT, MAX_INTRA_BITRATE_PCT)?;
         }
         check("encode", rc)?;
         self.last_vpx_pts = Some(vpx_pts);
