@@ -347,11 +347,11 @@ impl<M: SharedMemory> FrontRing<M> {
     }
 
     /// Reads `rsp_prod`. `RING_RESPONSE_PROD_OVERFLOW` allows up to a ring's
-    /// worth; we are stricter: no more responses than requests we sent.
+    /// worth; we are stricter: no more responses than requests we published.
     fn load_rsp_prod(&self) -> Result<u32, RingError<M::Error>> {
         let prod = self.mem.load_u32_acquire(RSP_PROD).map_err(mem)?;
         let claimed = prod.wrapping_sub(self.rsp_cons);
-        let limit = self.req_prod_pvt.wrapping_sub(self.rsp_cons);
+        let limit = self.req_prod_published.wrapping_sub(self.rsp_cons);
         if claimed > limit {
             return Err(RingError::ProducerOverflow {
                 which: "rsp_prod",
