@@ -17,7 +17,7 @@ pub mod render;
 mod session;
 
 pub use buffer::{Dbuf, DbufStorage};
-pub use session::{ConnectorInfo, DisplayError, DisplaySession, FlipOutcome};
+pub use session::{ConnectorInfo, DisplayError, DisplaySession, FlipOutcome, EDID_MAX_SIZE, FRAME_DONE_TIMEOUT};
 
 use std::sync::Arc;
 

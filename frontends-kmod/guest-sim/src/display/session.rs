@@ -19,6 +19,9 @@ use super::CardConfig;
 use crate::io::channel::{CallError, ChannelPair, EventPage, RequestChannel, REQUEST_TIMEOUT};
 use crate::DomId;
 
+/// displif.h's `XENDISPL_EDID_MAX_SIZE`: the smallest GET_EDID buffer.
+pub const EDID_MAX_SIZE: u32 = 128 * 256;
+
 /// xen-drm-front's `FRAME_DONE_TO_MS`: a bit more than the I/O timeout.
 pub const FRAME_DONE_TIMEOUT: Duration = Duration::from_millis(3100);
 
@@ -318,7 +321,8 @@ impl DisplaySession {
     }
 
     /// GET_EDID on connector `conn` into a frontend-allocated buffer of
-    /// `buffer_sz` bytes; returns the EDID bytes the backend wrote.
+    /// `buffer_sz` bytes (displif.h: at least [`EDID_MAX_SIZE`]); returns
+    /// the EDID bytes the backend wrote.
     pub async fn get_edid(&self, conn: usize, buffer_sz: u32) -> Result<Vec<u8>, DisplayError> {
         let buf = Dbuf::allocate(&self.platform, self.backend, 0, (0, 0, 0), buffer_sz, false)?;
         let rsp = self
