@@ -8,7 +8,13 @@ set -euo pipefail
 #  gcc, libc6-dev  - C parts of crates; the protocol layout test compiles C
 #  libxen-dev      - Xen's protocol headers (/usr/include/xen/io), the spec
 #  pkg-config      - finding system libraries
-packages=(gcc libc6-dev libxen-dev pkg-config)
+#  g++             - openh264 (built from source by openh264-sys2) is C++
+#  nasm            - openh264's x86 assembly; without it the build silently
+#                    falls back to C and encodes 2-3x slower
+#  cmake           - the opus crate builds its bundled libopus with it
+#  libvpx-dev      - VP8 encoder/decoder (env-libvpx-sys links it via pkg-config)
+#  ffmpeg          - the display benchmark's comparison (libx264, libvpx)
+packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg)
 
 missing=()
 for p in "${packages[@]}"; do

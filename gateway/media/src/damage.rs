@@ -96,9 +96,7 @@ pub enum DamageError {
     Geometry(SourceLayout),
     #[error("framebuffer needs {needed} bytes but the buffer holds {len}")]
     BufferTooSmall { needed: usize, len: usize },
-    #[error(
-        "destination frame is {got_w}x{got_h}, the framebuffer {want_w}x{want_h}"
-    )]
+    #[error("destination frame is {got_w}x{got_h}, the framebuffer {want_w}x{want_h}")]
     FrameSize {
         want_w: u32,
         want_h: u32,
@@ -246,12 +244,26 @@ impl DamageTracker {
                     damage.tiles.push(idx as u32);
                     run_start.get_or_insert(tx);
                 } else if let Some(start) = run_start.take() {
-                    self.flush_run((start, tx - 1), ty, rows, &columns, &mut damage, dst.as_deref_mut());
+                    self.flush_run(
+                        (start, tx - 1),
+                        ty,
+                        rows,
+                        &columns,
+                        &mut damage,
+                        dst.as_deref_mut(),
+                    );
                 }
             }
             if let Some(start) = run_start {
                 let end = self.tiles_x - 1;
-                self.flush_run((start, end), ty, rows, &columns, &mut damage, dst.as_deref_mut());
+                self.flush_run(
+                    (start, end),
+                    ty,
+                    rows,
+                    &columns,
+                    &mut damage,
+                    dst.as_deref_mut(),
+                );
             }
         }
         self.primed = true;
@@ -298,7 +310,13 @@ mod tests {
     use super::*;
 
     /// An XRGB8888 source buffer of `w`×`h` with a pitch and data offset.
-    fn source(w: u32, h: u32, pitch: usize, offset: usize, fill: impl Fn(u32, u32) -> u32) -> Vec<u8> {
+    fn source(
+        w: u32,
+        h: u32,
+        pitch: usize,
+        offset: usize,
+        fill: impl Fn(u32, u32) -> u32,
+    ) -> Vec<u8> {
         let mut buf = vec![0xEEu8; offset + pitch * h as usize];
         for y in 0..h {
             for x in 0..w {
@@ -327,12 +345,26 @@ mod tests {
         assert_eq!(
             d.rects,
             vec![
-                Rect { x: 0, y: 0, w: 130, h: 64 },
-                Rect { x: 0, y: 64, w: 130, h: 6 }
+                Rect {
+                    x: 0,
+                    y: 0,
+                    w: 130,
+                    h: 64
+                },
+                Rect {
+                    x: 0,
+                    y: 64,
+                    w: 130,
+                    h: 6
+                }
             ]
         );
         for (x, y) in [(0, 0), (129, 69), (64, 63), (128, 64)] {
-            assert_eq!(frame.pixel(x, y), Some(0xFF00_0000 | pattern(x, y)), "({x},{y})");
+            assert_eq!(
+                frame.pixel(x, y),
+                Some(0xFF00_0000 | pattern(x, y)),
+                "({x},{y})"
+            );
         }
         let again = t.update(&src, &mut frame).unwrap();
         assert!(again.is_empty());
@@ -356,7 +388,15 @@ mod tests {
         frame.set_pixel(0, 0, 0xFF12_3456);
         let d = t.update(&src, &mut frame).unwrap();
         assert_eq!(d.tiles, vec![6]);
-        assert_eq!(d.rects, vec![Rect { x: 128, y: 64, w: 64, h: 64 }]);
+        assert_eq!(
+            d.rects,
+            vec![Rect {
+                x: 128,
+                y: 64,
+                w: 64,
+                h: 64
+            }]
+        );
         assert_eq!(frame.pixel(150, 100), Some(0xFFAB_CDEF));
         assert_eq!(frame.pixel(0, 0), Some(0xFF12_3456));
     }
@@ -374,7 +414,15 @@ mod tests {
         src[o..o + 2].copy_from_slice(&0xF800u16.to_le_bytes());
         let d = t.update(&src, &mut frame).unwrap();
         assert_eq!(d.tiles, vec![3]);
-        assert_eq!(d.rects, vec![Rect { x: 64, y: 64, w: 36, h: 1 }]);
+        assert_eq!(
+            d.rects,
+            vec![Rect {
+                x: 64,
+                y: 64,
+                w: 36,
+                h: 1
+            }]
+        );
         assert_eq!(frame.pixel(99, 64), Some(0xFFFF_0000));
     }
 
@@ -393,7 +441,20 @@ mod tests {
         assert_eq!(d.tiles, vec![1, 2, 4]);
         assert_eq!(
             d.rects,
-            vec![Rect { x: 64, y: 0, w: 128, h: 64 }, Rect { x: 256, y: 0, w: 64, h: 64 }]
+            vec![
+                Rect {
+                    x: 64,
+                    y: 0,
+                    w: 128,
+                    h: 64
+                },
+                Rect {
+                    x: 256,
+                    y: 0,
+                    w: 64,
+                    h: 64
+                }
+            ]
         );
     }
 
@@ -442,16 +503,28 @@ mod tests {
         let short = vec![0u8; 64 * 64 * 4];
         assert_eq!(
             t.detect(&short),
-            Err(DamageError::BufferTooSmall { needed: 64 * 64 * 4 + 8, len: 64 * 64 * 4 })
+            Err(DamageError::BufferTooSmall {
+                needed: 64 * 64 * 4 + 8,
+                len: 64 * 64 * 4
+            })
         );
         let mut wrong = Frame::new(32, 64).unwrap();
         assert!(matches!(
             t.update(&vec![0u8; 70_000], &mut wrong),
             Err(DamageError::FrameSize { .. })
         ));
-        let bad_pitch = SourceLayout { pitch: 100, ..layout };
-        assert!(matches!(DamageTracker::new(bad_pitch), Err(DamageError::Geometry(_))));
-        let huge = SourceLayout { height: u32::MAX, ..layout };
+        let bad_pitch = SourceLayout {
+            pitch: 100,
+            ..layout
+        };
+        assert!(matches!(
+            DamageTracker::new(bad_pitch),
+            Err(DamageError::Geometry(_))
+        ));
+        let huge = SourceLayout {
+            height: u32::MAX,
+            ..layout
+        };
         assert!(DamageTracker::new(huge).is_err());
         assert!(SourceLayout::dumb(0, 10, PixelFormat::Xrgb8888, 0)
             .and_then(DamageTracker::new)
@@ -470,7 +543,9 @@ mod tests {
             let white: Vec<u8> = match format {
                 PixelFormat::Xrgb8888 | PixelFormat::Argb8888 => vec![0xFF; 4],
                 PixelFormat::Rgb888 => vec![0xFF; 3],
-                PixelFormat::Rgb565 | PixelFormat::Xrgb4444 | PixelFormat::Argb4444 => vec![0xFF, 0xFF],
+                PixelFormat::Rgb565 | PixelFormat::Xrgb4444 | PixelFormat::Argb4444 => {
+                    vec![0xFF, 0xFF]
+                }
                 PixelFormat::Xrgb1555 | PixelFormat::Argb1555 => vec![0xFF, 0x7F],
                 PixelFormat::Yuyv => vec![235, 128, 235, 128],
             };
@@ -481,7 +556,11 @@ mod tests {
             let mut frame = Frame::new(w, h).unwrap();
             t.update(&src, &mut frame).unwrap();
             for (x, y) in [(0, 0), (127, 1), (64, 0)] {
-                assert_eq!(frame.pixel(x, y), Some(0xFFFF_FFFF), "{format:?} at ({x},{y})");
+                assert_eq!(
+                    frame.pixel(x, y),
+                    Some(0xFFFF_FFFF),
+                    "{format:?} at ({x},{y})"
+                );
             }
         }
     }

@@ -4,10 +4,10 @@
 use crate::colour::I420Frame;
 use crate::encoder::Codec;
 use crate::frame::Frame;
-use vpx_sys as vpx;
 use openh264::formats::YUVSource;
 use std::mem::MaybeUninit;
 use std::os::raw::{c_int, c_uint};
+use vpx_sys as vpx;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{codec} decoder: {detail}")]
@@ -44,7 +44,8 @@ pub struct H264Decoder {
 impl H264Decoder {
     pub fn new() -> Result<H264Decoder, DecodeError> {
         Ok(H264Decoder {
-            inner: openh264::decoder::Decoder::new().map_err(|e| err(Codec::H264, e.to_string()))?,
+            inner: openh264::decoder::Decoder::new()
+                .map_err(|e| err(Codec::H264, e.to_string()))?,
         })
     }
 }
@@ -60,9 +61,16 @@ impl VideoDecoder for H264Decoder {
         };
         let (w, h) = yuv.dimensions();
         let (ys, us, vs) = yuv.strides();
-        let i420 = I420Frame::from_planes(w as u32, h as u32, (yuv.y(), yuv.u(), yuv.v()), (ys, us, vs))
-            .map_err(|e| err(Codec::H264, e.to_string()))?;
-        i420.to_xrgb().map(Some).map_err(|e| err(Codec::H264, e.to_string()))
+        let i420 = I420Frame::from_planes(
+            w as u32,
+            h as u32,
+            (yuv.y(), yuv.u(), yuv.v()),
+            (ys, us, vs),
+        )
+        .map_err(|e| err(Codec::H264, e.to_string()))?;
+        i420.to_xrgb()
+            .map(Some)
+            .map_err(|e| err(Codec::H264, e.to_string()))
     }
 }
 
@@ -76,8 +84,13 @@ unsafe impl Send for Vp8Decoder {}
 impl Vp8Decoder {
     pub fn new() -> Result<Vp8Decoder, DecodeError> {
         // SAFETY: zeroed is the pre-init state; init fills it in.
-        let mut ctx: Box<vpx::vpx_codec_ctx_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
-        let cfg = vpx::vpx_codec_dec_cfg_t { threads: 1, w: 0, h: 0 };
+        let mut ctx: Box<vpx::vpx_codec_ctx_t> =
+            Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        let cfg = vpx::vpx_codec_dec_cfg_t {
+            threads: 1,
+            w: 0,
+            h: 0,
+        };
         let rc = unsafe {
             vpx::vpx_codec_dec_init_ver(
                 &mut *ctx,
@@ -115,7 +128,10 @@ impl VideoDecoder for Vp8Decoder {
             // SAFETY: non-null image valid until the next decode call.
             let img = unsafe { &*img };
             if img.fmt != vpx::vpx_img_fmt::VPX_IMG_FMT_I420 {
-                return Err(err(Codec::Vp8, format!("unexpected image format {:?}", img.fmt)));
+                return Err(err(
+                    Codec::Vp8,
+                    format!("unexpected image format {:?}", img.fmt),
+                ));
             }
             let (w, h) = (img.d_w as usize, img.d_h as usize);
             let strides: Vec<usize> = img.stride[..3].iter().map(|&s| s.max(0) as usize).collect();

@@ -152,7 +152,8 @@ impl Prepare {
         let source = if (frame.width(), frame.height()) == (width, height) {
             frame
         } else {
-            self.scaler.scale_into(frame, width, height, &mut self.scaled)?;
+            self.scaler
+                .scale_into(frame, width, height, &mut self.scaled)?;
             match &self.scaled {
                 Some(f) => f,
                 None => frame,

@@ -121,7 +121,8 @@ impl Frame {
             return None;
         }
         let start = y as usize * self.stride;
-        self.data.get(start..start + self.width as usize * FRAME_BPP)
+        self.data
+            .get(start..start + self.width as usize * FRAME_BPP)
     }
 
     pub fn row_mut(&mut self, y: u32) -> Option<&mut [u8]> {

@@ -6,7 +6,9 @@
 //! B-frames, CAVLC), screen-content realtime mode, bitrate rate control, and
 //! two slices on two threads (1080p desktop content: 7.9 → 5.0 ms/frame).
 
-use crate::encoder::{too_soon, Codec, EncodeError, EncodedFrame, EncoderParams, Prepare, VideoEncoder};
+use crate::encoder::{
+    too_soon, Codec, EncodeError, EncodedFrame, EncoderParams, Prepare, VideoEncoder,
+};
 use crate::frame::Frame;
 use openh264_sys2 as sys;
 use std::os::raw::{c_int, c_void};
@@ -59,7 +61,10 @@ impl RawEncoder {
         // openh264 logs parameter adjustments and rate-control notes to
         // stderr unless told not to, from InitializeExt on.
         let mut level: c_int = sys::WELS_LOG_QUIET as c_int;
-        raw.set_option(sys::ENCODER_OPTION_TRACE_LEVEL, &mut level as *mut c_int as *mut c_void)?;
+        raw.set_option(
+            sys::ENCODER_OPTION_TRACE_LEVEL,
+            &mut level as *mut c_int as *mut c_void,
+        )?;
         Ok(raw)
     }
 
@@ -78,7 +83,10 @@ impl RawEncoder {
     }
 
     fn default_params(&self) -> Result<sys::SEncParamExt, EncodeError> {
-        let f = self.vtbl().GetDefaultParams.ok_or(codec_err("GetDefaultParams missing", -1))?;
+        let f = self
+            .vtbl()
+            .GetDefaultParams
+            .ok_or(codec_err("GetDefaultParams missing", -1))?;
         let mut p = sys::SEncParamExt::default();
         // SAFETY: p is a valid, writable SEncParamExt.
         Self::check("GetDefaultParams", unsafe { f(self.ptr, &mut p) })?;
@@ -87,12 +95,18 @@ impl RawEncoder {
 
     fn initialise(&mut self, params: &sys::SEncParamExt) -> Result<(), EncodeError> {
         self.uninitialise();
-        let f = self.vtbl().InitializeExt.ok_or(codec_err("InitializeExt missing", -1))?;
+        let f = self
+            .vtbl()
+            .InitializeExt
+            .ok_or(codec_err("InitializeExt missing", -1))?;
         // SAFETY: params is a fully initialised SEncParamExt from GetDefaultParams.
         Self::check("InitializeExt", unsafe { f(self.ptr, params) })?;
         self.initialised = true;
         let mut format: c_int = sys::videoFormatI420 as c_int;
-        self.set_option(sys::ENCODER_OPTION_DATAFORMAT, &mut format as *mut c_int as *mut c_void)
+        self.set_option(
+            sys::ENCODER_OPTION_DATAFORMAT,
+            &mut format as *mut c_int as *mut c_void,
+        )
     }
 
     fn uninitialise(&mut self) {
@@ -105,8 +119,15 @@ impl RawEncoder {
         }
     }
 
-    fn set_option(&mut self, option: sys::ENCODER_OPTION, value: *mut c_void) -> Result<(), EncodeError> {
-        let f = self.vtbl().SetOption.ok_or(codec_err("SetOption missing", -1))?;
+    fn set_option(
+        &mut self,
+        option: sys::ENCODER_OPTION,
+        value: *mut c_void,
+    ) -> Result<(), EncodeError> {
+        let f = self
+            .vtbl()
+            .SetOption
+            .ok_or(codec_err("SetOption missing", -1))?;
         // SAFETY: callers pass a pointer to the type openh264 documents for `option`.
         Self::check("SetOption", unsafe { f(self.ptr, option, value) })
     }
@@ -114,17 +135,28 @@ impl RawEncoder {
     fn set_bitrate(&mut self, bps: u32) -> Result<(), EncodeError> {
         let mut info = sys::SBitrateInfo {
             iLayer: sys::SPATIAL_LAYER_ALL,
-            iBitrate: c_int::try_from(bps).map_err(|_| EncodeError::BadParam(format!("bitrate {bps}"), Codec::H264))?,
+            iBitrate: c_int::try_from(bps)
+                .map_err(|_| EncodeError::BadParam(format!("bitrate {bps}"), Codec::H264))?,
         };
-        self.set_option(sys::ENCODER_OPTION_BITRATE, &mut info as *mut _ as *mut c_void)
+        self.set_option(
+            sys::ENCODER_OPTION_BITRATE,
+            &mut info as *mut _ as *mut c_void,
+        )
     }
 
     fn get_params(&mut self) -> Result<sys::SEncParamExt, EncodeError> {
-        let f = self.vtbl().GetOption.ok_or(codec_err("GetOption missing", -1))?;
+        let f = self
+            .vtbl()
+            .GetOption
+            .ok_or(codec_err("GetOption missing", -1))?;
         let mut p = sys::SEncParamExt::default();
         // SAFETY: ENCODER_OPTION_SVC_ENCODE_PARAM_EXT fills an SEncParamExt.
         Self::check("GetOption", unsafe {
-            f(self.ptr, sys::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, &mut p as *mut _ as *mut c_void)
+            f(
+                self.ptr,
+                sys::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+                &mut p as *mut _ as *mut c_void,
+            )
         })?;
         Ok(p)
     }
@@ -132,11 +164,17 @@ impl RawEncoder {
     /// Change rate-control parameters that openh264 applies without a
     /// reset (the QP range and bitrates are not among its reset triggers).
     fn set_params(&mut self, p: &mut sys::SEncParamExt) -> Result<(), EncodeError> {
-        self.set_option(sys::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, p as *mut _ as *mut c_void)
+        self.set_option(
+            sys::ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+            p as *mut _ as *mut c_void,
+        )
     }
 
     fn force_intra(&mut self) -> Result<(), EncodeError> {
-        let f = self.vtbl().ForceIntraFrame.ok_or(codec_err("ForceIntraFrame missing", -1))?;
+        let f = self
+            .vtbl()
+            .ForceIntraFrame
+            .ok_or(codec_err("ForceIntraFrame missing", -1))?;
         // SAFETY: initialised instance.
         Self::check("ForceIntraFrame", unsafe { f(self.ptr, true) })
     }
@@ -148,10 +186,15 @@ impl RawEncoder {
         bs: &mut sys::SFrameBSInfo,
         out: &mut Vec<u8>,
     ) -> Result<sys::EVideoFrameType, EncodeError> {
-        let f = self.vtbl().EncodeFrame.ok_or(codec_err("EncodeFrame missing", -1))?;
+        let f = self
+            .vtbl()
+            .EncodeFrame
+            .ok_or(codec_err("EncodeFrame missing", -1))?;
         // SAFETY: pic points at planes that live for this call; bs is ours.
         Self::check("EncodeFrame", unsafe { f(self.ptr, pic, bs) })?;
-        let layers = usize::try_from(bs.iLayerNum).unwrap_or(0).min(bs.sLayerInfo.len());
+        let layers = usize::try_from(bs.iLayerNum)
+            .unwrap_or(0)
+            .min(bs.sLayerInfo.len());
         for layer in &bs.sLayerInfo[..layers] {
             let nals = usize::try_from(layer.iNalCount).unwrap_or(0);
             if nals == 0 || layer.pNalLengthInByte.is_null() || layer.pBsBuf.is_null() {
@@ -201,7 +244,10 @@ impl H264Encoder {
     pub fn new(params: EncoderParams) -> Result<H264Encoder, EncodeError> {
         if params.bitrate_bps == 0 || params.max_fps == 0 {
             return Err(EncodeError::BadParam(
-                format!("bitrate {} bps at {} fps", params.bitrate_bps, params.max_fps),
+                format!(
+                    "bitrate {} bps at {} fps",
+                    params.bitrate_bps, params.max_fps
+                ),
                 Codec::H264,
             ));
         }
@@ -287,7 +333,9 @@ impl H264Encoder {
             let mut boosted = saved;
             boosted.iMaxQp = REFRESH_MAX_QP.min(saved.iMaxQp);
             boosted.iMinQp = boosted.iMinQp.min(boosted.iMaxQp);
-            let rate = saved.iTargetBitrate.saturating_mul(REFRESH_BITRATE_FACTOR as c_int);
+            let rate = saved
+                .iTargetBitrate
+                .saturating_mul(REFRESH_BITRATE_FACTOR as c_int);
             boosted.iTargetBitrate = rate;
             boosted.sSpatialLayers[0].iSpatialBitrate = rate;
             self.raw.set_params(&mut boosted)?;

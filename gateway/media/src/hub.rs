@@ -167,7 +167,11 @@ impl EncoderHub {
     /// Subscribe to `id`'s video with `params`, sharing an encoder with
     /// everyone who asked for the same parameters. The first frame received
     /// is a keyframe.
-    pub fn subscribe(&self, id: ConnectorId, params: EncoderParams) -> Result<Subscription, EncodeError> {
+    pub fn subscribe(
+        &self,
+        id: ConnectorId,
+        params: EncoderParams,
+    ) -> Result<Subscription, EncodeError> {
         let connector = self.connector(id);
         let mut encoders = lock(&connector.encoders);
         let shared = match encoders.iter().find(|e| e.params == params) {
@@ -213,7 +217,12 @@ impl EncoderHub {
         let connectors: Vec<Arc<Connector>> = lock(&self.connectors).values().cloned().collect();
         let mut out: Vec<EncoderStats> = connectors
             .iter()
-            .flat_map(|c| lock(&c.encoders).iter().map(|e| e.stats()).collect::<Vec<_>>())
+            .flat_map(|c| {
+                lock(&c.encoders)
+                    .iter()
+                    .map(|e| e.stats())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         out.sort_by_key(|s| s.connector);
         out
@@ -242,7 +251,10 @@ fn spawn_encoder_thread(
 ) -> Result<(), EncodeError> {
     let name = format!(
         "enc-{}.{}.{}-{}",
-        shared.connector.domid, shared.connector.device, shared.connector.connector, shared.params.codec
+        shared.connector.domid,
+        shared.connector.device,
+        shared.connector.connector,
+        shared.params.codec
     );
     std::thread::Builder::new()
         .name(name)
@@ -330,9 +342,12 @@ fn run_encoder(shared: Arc<SharedEncoder>, encoder: Box<dyn VideoEncoder>) {
             match result {
                 Ok(frame) => {
                     c.encoded.fetch_add(1, Ordering::Relaxed);
-                    c.keyframes.fetch_add(frame.keyframe as u64, Ordering::Relaxed);
-                    c.refreshes.fetch_add(frame.refresh as u64, Ordering::Relaxed);
-                    c.bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+                    c.keyframes
+                        .fetch_add(frame.keyframe as u64, Ordering::Relaxed);
+                    c.refreshes
+                        .fetch_add(frame.refresh as u64, Ordering::Relaxed);
+                    c.bytes
+                        .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
                     let us = frame.encode_time.as_micros().min(u64::MAX as u128) as u64;
                     c.encode_us_total.fetch_add(us, Ordering::Relaxed);
                     c.encode_us_max.fetch_max(us, Ordering::Relaxed);
@@ -448,7 +463,9 @@ impl Subscription {
                 Err(broadcast::error::TryRecvError::Lagged(n)) => {
                     Err(broadcast::error::RecvError::Lagged(n))
                 }
-                Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    Err(broadcast::error::RecvError::Closed)
+                }
             };
             if let Some(r) = self.accept(got) {
                 return r;

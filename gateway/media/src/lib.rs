@@ -6,7 +6,7 @@
 //! [`h264`] / [`vp8`]) → subscribers. [`decode`] and [`quality`] close the
 //! loop for tests and tools; [`bench`] measures it against ffmpeg.
 
-
+pub mod bench;
 pub mod colour;
 pub mod damage;
 pub mod decode;
@@ -15,7 +15,6 @@ pub mod frame;
 pub mod h264;
 pub mod hub;
 pub mod pacing;
-
 
 pub mod pixfmt;
 pub mod quality;

@@ -91,7 +91,8 @@ impl Pacer {
     pub fn poll(&mut self, now: Instant) -> Decision {
         let next_allowed = self.last_encode.map(|t| t + self.interval);
         let rate_ok = next_allowed.is_none_or(|t| now >= t);
-        let keyframe_possible = self.keyframe_wanted && (self.pending.is_some() || self.last.is_some());
+        let keyframe_possible =
+            self.keyframe_wanted && (self.pending.is_some() || self.last.is_some());
         if self.pending.is_some() || keyframe_possible {
             if !rate_ok {
                 return Decision::Wait(next_allowed);
@@ -168,7 +169,10 @@ mod tests {
         assert_eq!(encoded(p.poll(t0)), Some((1, false, false)));
         let mut outputs = Vec::new();
         for i in 1..30 {
-            assert_eq!(p.offer(update(1, false, t0 + i * 40 * MS)), Offered::Unchanged);
+            assert_eq!(
+                p.offer(update(1, false, t0 + i * 40 * MS)),
+                Offered::Unchanged
+            );
             outputs.extend(encoded(p.poll(t0 + i * 40 * MS)));
         }
         // Only the single refresh of the motion frame, nothing per update.
@@ -182,7 +186,10 @@ mod tests {
         p.offer(update(1, true, t0));
         assert!(encoded(p.poll(t0)).is_some());
         p.offer(update(2, true, t0 + 5 * MS));
-        assert_eq!(p.offer(update(3, true, t0 + 10 * MS)), Offered::ReplacedPending);
+        assert_eq!(
+            p.offer(update(3, true, t0 + 10 * MS)),
+            Offered::ReplacedPending
+        );
         match p.poll(t0 + 10 * MS) {
             Decision::Wait(Some(t)) => assert_eq!(t, t0 + 33 * MS),
             other => panic!("{other:?}"),

@@ -65,7 +65,9 @@ impl<T> LatestSlot<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A panic while holding this lock can only happen in Option::replace,
         // which does not panic; recover the data rather than propagate.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Put `value` in the slot, replacing (dropping) any value not yet taken.

@@ -81,21 +81,62 @@ pub fn desktop(width: u32, height: u32) -> Frame {
     // Smooth background gradient.
     for y in 0..h {
         for x in 0..w {
-            f.set_pixel(x, y, rgb(30 + 40 * x / w, 60 + 60 * y / h, 120 + 50 * (x + y) / (w + h)));
+            f.set_pixel(
+                x,
+                y,
+                rgb(
+                    30 + 40 * x / w,
+                    60 + 60 * y / h,
+                    120 + 50 * (x + y) / (w + h),
+                ),
+            );
         }
     }
     // A task bar.
-    f.fill_rect(0, h.saturating_sub(h / 20 + 4), w, h / 20 + 4, rgb(40, 40, 48));
+    f.fill_rect(
+        0,
+        h.saturating_sub(h / 20 + 4),
+        w,
+        h / 20 + 4,
+        rgb(40, 40, 48),
+    );
     // Windows with title bars and text.
-    let windows = [(w / 20, h / 12, w / 2, h / 2), (w * 2 / 5, h / 3, w / 2, h / 2)];
+    let windows = [
+        (w / 20, h / 12, w / 2, h / 2),
+        (w * 2 / 5, h / 3, w / 2, h / 2),
+    ];
     for (i, &(x, y, ww, wh)) in windows.iter().enumerate() {
         f.fill_rect(x, y, ww, wh, rgb(245, 245, 240));
-        f.fill_rect(x, y, ww, 18, if i == 0 { rgb(60, 90, 160) } else { rgb(90, 90, 100) });
-        draw_text(&mut f, x + 6, y + 5, (ww / 6).saturating_sub(4), 1000 + i as u32, rgb(255, 255, 255));
+        f.fill_rect(
+            x,
+            y,
+            ww,
+            18,
+            if i == 0 {
+                rgb(60, 90, 160)
+            } else {
+                rgb(90, 90, 100)
+            },
+        );
+        draw_text(
+            &mut f,
+            x + 6,
+            y + 5,
+            (ww / 6).saturating_sub(4),
+            1000 + i as u32,
+            rgb(255, 255, 255),
+        );
         let mut ty = y + 26;
         let mut line = 0;
         while ty + 10 < y + wh {
-            draw_text(&mut f, x + 8, ty, (ww / 6).saturating_sub(6), line * 31 + i as u32, rgb(20, 20, 20));
+            draw_text(
+                &mut f,
+                x + 8,
+                ty,
+                (ww / 6).saturating_sub(6),
+                line * 31 + i as u32,
+                rgb(20, 20, 20),
+            );
             ty += 12;
             line += 1;
         }
@@ -150,7 +191,14 @@ impl PatternGenerator {
             let bg = rgb(235, 235, 230 + (n + k) % 20);
             self.frame.fill_rect(x + 4, y + 4, 56, 56, bg);
             for line in 0..4 {
-                draw_text(&mut self.frame, x + 6, y + 8 + line * 12, 9, n * 13 + k * 7 + line, rgb(10, 10, 40));
+                draw_text(
+                    &mut self.frame,
+                    x + 6,
+                    y + 8 + line * 12,
+                    9,
+                    n * 13 + k * 7 + line,
+                    rgb(10, 10, 40),
+                );
             }
         }
     }
@@ -184,7 +232,8 @@ mod tests {
     fn damaged_fraction(kind: Content) -> f64 {
         let (w, h) = (640, 384);
         let mut g = PatternGenerator::new(kind, w, h);
-        let mut t = DamageTracker::new(SourceLayout::dumb(w, h, PixelFormat::Xrgb8888, 0).unwrap()).unwrap();
+        let mut t = DamageTracker::new(SourceLayout::dumb(w, h, PixelFormat::Xrgb8888, 0).unwrap())
+            .unwrap();
         t.detect(&g.next_frame().packed().into_owned()).unwrap();
         let mut sum = 0.0;
         for _ in 0..5 {

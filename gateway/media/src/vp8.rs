@@ -5,12 +5,14 @@
 //! packet can carry on), two threads, screen-content mode, and keyframes only
 //! when asked for.
 
-use crate::encoder::{too_soon, Codec, EncodeError, EncodedFrame, EncoderParams, Prepare, VideoEncoder};
+use crate::encoder::{
+    too_soon, Codec, EncodeError, EncodedFrame, EncoderParams, Prepare, VideoEncoder,
+};
 use crate::frame::Frame;
-use vpx_sys as vpx;
 use std::mem::MaybeUninit;
 use std::os::raw::{c_int, c_uint, c_ulong};
 use std::time::{Duration, Instant};
+use vpx_sys as vpx;
 
 /// libvpx's speed/quality knob for the realtime deadline; 8 is the usual
 /// choice for live screen sharing.
@@ -84,7 +86,8 @@ impl Context {
         cfg.kf_mode = vpx::vpx_kf_mode::VPX_KF_DISABLED;
 
         // SAFETY: zeroed is the documented pre-init state of a context.
-        let mut ctx: Box<vpx::vpx_codec_ctx_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        let mut ctx: Box<vpx::vpx_codec_ctx_t> =
+            Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
         check("enc_init", unsafe {
             vpx::vpx_codec_enc_init_ver(
                 &mut *ctx,
@@ -105,7 +108,10 @@ impl Context {
         this.control(vpx::vp8e_enc_control_id::VP8E_SET_NOISE_SENSITIVITY, 0)?;
         // Two token partitions let decoders use two threads too.
         this.control(vpx::vp8e_enc_control_id::VP8E_SET_TOKEN_PARTITIONS, 1)?;
-        this.control(vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT, MAX_INTRA_BITRATE_PCT)?;
+        this.control(
+            vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT,
+            MAX_INTRA_BITRATE_PCT,
+        )?;
         Ok(this)
     }
 
@@ -146,7 +152,10 @@ impl Vp8Encoder {
     pub fn new(params: EncoderParams) -> Result<Vp8Encoder, EncodeError> {
         if params.bitrate_bps < 1000 || params.max_fps == 0 {
             return Err(EncodeError::BadParam(
-                format!("bitrate {} bps at {} fps", params.bitrate_bps, params.max_fps),
+                format!(
+                    "bitrate {} bps at {} fps",
+                    params.bitrate_bps, params.max_fps
+                ),
                 Codec::Vp8,
             ));
         }
@@ -198,7 +207,10 @@ impl Vp8Encoder {
                 i420.y().as_ptr().cast_mut(),
             );
             if p.is_null() {
-                return Err(vpx_err("img_wrap", vpx::vpx_codec_err_t::VPX_CODEC_INVALID_PARAM));
+                return Err(vpx_err(
+                    "img_wrap",
+                    vpx::vpx_codec_err_t::VPX_CODEC_INVALID_PARAM,
+                ));
             }
             let mut img = img.assume_init();
             img.planes[0] = i420.y().as_ptr().cast_mut();
@@ -253,7 +265,8 @@ impl Vp8Encoder {
                 let f = unsafe { pkt.data.frame };
                 if !f.buf.is_null() && f.sz > 0 {
                     // SAFETY: libvpx owns buf with sz bytes until the next call.
-                    let bytes = unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz as usize) };
+                    let bytes =
+                        unsafe { std::slice::from_raw_parts(f.buf as *const u8, f.sz as usize) };
                     data.extend_from_slice(bytes);
                 }
                 keyframe |= f.flags & vpx::VPX_FRAME_IS_KEY != 0;
@@ -262,7 +275,10 @@ impl Vp8Encoder {
         if refresh {
             (ctx.cfg.rc_min_quantizer, ctx.cfg.rc_max_quantizer) = saved_quantizers;
             ctx.apply_config()?;
-            ctx.control(vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT, MAX_INTRA_BITRATE_PCT)?;
+            ctx.control(
+                vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT,
+                MAX_INTRA_BITRATE_PCT,
+            )?;
         }
         check("encode", rc)?;
         self.last_vpx_pts = Some(vpx_pts);
@@ -306,7 +322,10 @@ impl VideoEncoder for Vp8Encoder {
 
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), EncodeError> {
         if bitrate_bps < 1000 {
-            return Err(EncodeError::BadParam(format!("bitrate {bitrate_bps}"), Codec::Vp8));
+            return Err(EncodeError::BadParam(
+                format!("bitrate {bitrate_bps}"),
+                Codec::Vp8,
+            ));
         }
         self.params.bitrate_bps = bitrate_bps;
         if let Some(ctx) = self.ctx.as_mut() {

@@ -42,7 +42,11 @@ fn round_trip(codec: Codec, bitrate: u32, frames: u32) -> Vec<(f64, Option<u32>)
             .unwrap()
             .unwrap_or_else(|| panic!("{codec} produced no frame {i}"));
         assert_eq!(encoded.keyframe, i == 0, "{codec} frame {i} keyframe flag");
-        assert_eq!(is_keyframe(codec, &encoded.data), i == 0, "{codec} frame {i} bitstream");
+        assert_eq!(
+            is_keyframe(codec, &encoded.data),
+            i == 0,
+            "{codec} frame {i} bitstream"
+        );
         let decoded = dec.decode(&encoded.data).unwrap().expect("a picture");
         assert_eq!((decoded.width(), decoded.height()), (W, H));
         out.push((psnr_rgb(&frame, &decoded).unwrap(), read_counter(&decoded)));
@@ -59,7 +63,10 @@ fn check_round_trip(codec: Codec) {
     let results = round_trip(codec, ROUND_TRIP_BITRATE, 15);
     eprintln!(
         "{codec} at {ROUND_TRIP_BITRATE} bit/s: PSNR {:?}",
-        results.iter().map(|r| format!("{:.1}", r.0)).collect::<Vec<_>>()
+        results
+            .iter()
+            .map(|r| format!("{:.1}", r.0))
+            .collect::<Vec<_>>()
     );
     for (i, (psnr, counter)) in results.iter().enumerate() {
         assert!(*psnr >= 35.0, "{codec} frame {i}: PSNR {psnr:.2} dB");
@@ -81,9 +88,15 @@ fn vp8_round_trip_psnr_at_least_35_db_and_counter_readable() {
 fn h264_stream_is_constrained_baseline_with_parameter_sets_on_idr() {
     let mut enc = new_encoder(EncoderParams::new(Codec::H264, 1_000_000)).unwrap();
     let mut seq = Sequence::new(Content::Desktop, W, H);
-    let first = enc.encode(&seq.next_frame(), Duration::ZERO, false).unwrap().unwrap();
+    let first = enc
+        .encode(&seq.next_frame(), Duration::ZERO, false)
+        .unwrap()
+        .unwrap();
     let types = nal_unit_types(&first.data);
-    assert!(types.contains(&7) && types.contains(&8) && types.contains(&5), "{types:?}");
+    assert!(
+        types.contains(&7) && types.contains(&8) && types.contains(&5),
+        "{types:?}"
+    );
     // Two slices per picture (two threads).
     assert_eq!(types.iter().filter(|&&t| t == 5).count(), 2, "{types:?}");
     // SPS: after the start code and NAL header come profile_idc and the
@@ -96,8 +109,15 @@ fn h264_stream_is_constrained_baseline_with_parameter_sets_on_idr() {
     let profile = first.data[sps + 4];
     let constraints = first.data[sps + 5];
     assert_eq!(profile, 66);
-    assert_ne!(constraints & 0x40, 0, "constraint_set1_flag {constraints:#04x}");
-    let second = enc.encode(&seq.next_frame(), FRAME, false).unwrap().unwrap();
+    assert_ne!(
+        constraints & 0x40,
+        0,
+        "constraint_set1_flag {constraints:#04x}"
+    );
+    let second = enc
+        .encode(&seq.next_frame(), FRAME, false)
+        .unwrap()
+        .unwrap();
     let types = nal_unit_types(&second.data);
     assert!(types.iter().all(|&t| t == 1), "P slices only: {types:?}");
 }
@@ -114,18 +134,28 @@ fn keyframe_on_request(codec: Codec) {
     for (i, (_, e)) in frames.iter().enumerate() {
         let want = i == 0 || i == 5;
         assert_eq!(e.keyframe, want, "{codec} frame {i} flag");
-        assert_eq!(is_keyframe(codec, &e.data), want, "{codec} frame {i} bitstream");
+        assert_eq!(
+            is_keyframe(codec, &e.data),
+            want,
+            "{codec} frame {i} bitstream"
+        );
     }
     // A decoder that never saw the earlier frames can start at the
     // requested keyframe and follow the frames after it.
     let mut late = new_decoder(codec).unwrap();
     for (i, (src, e)) in frames.iter().enumerate().skip(5) {
-        let pic = late.decode(&e.data).unwrap().expect("decodable from the keyframe on");
+        let pic = late
+            .decode(&e.data)
+            .unwrap()
+            .expect("decodable from the keyframe on");
         let psnr = psnr_rgb(src, &pic).unwrap();
         // A mid-stream keyframe is capped in size (it must not stall the
         // stream), so it starts softer than the first one; what matters here
         // is that it is the right, decodable picture.
-        assert!(psnr > 25.0, "{codec} frame {i} from the late decoder: {psnr:.1} dB");
+        assert!(
+            psnr > 25.0,
+            "{codec} frame {i} from the late decoder: {psnr:.1} dB"
+        );
         assert_eq!(read_counter(&pic), Some(i as u32));
     }
 }
@@ -185,7 +215,9 @@ fn unchanged_then_refresh(codec: Codec) {
         now += Duration::from_millis(10);
     }
     let (out, _) = lp.poll(now);
-    let refresh = out.expect("refresh frame after the screen went static").unwrap();
+    let refresh = out
+        .expect("refresh frame after the screen went static")
+        .unwrap();
     eprintln!("{codec}: refresh frame {} bytes", refresh.data.len());
     assert!(refresh.refresh);
     let pic = dec.decode(&refresh.data).unwrap().unwrap();
@@ -226,7 +258,9 @@ fn output_scaling(codec: Codec) {
     assert_eq!((pic.width(), pic.height()), (320, 180));
     // The decoded picture is the scaled source, not a crop of it.
     let mut reference = None;
-    Scaler::new().scale_into(&src, 320, 180, &mut reference).unwrap();
+    Scaler::new()
+        .scale_into(&src, 320, 180, &mut reference)
+        .unwrap();
     let psnr = psnr_rgb(&reference.unwrap(), &pic).unwrap();
     assert!(psnr > 28.0, "{codec} scaled: {psnr:.1} dB");
     // A change of input size re-initialises and starts with a keyframe.
@@ -264,7 +298,10 @@ fn max_fps_drops_frames_that_come_too_soon() {
                 produced += 1;
             }
         }
-        assert!((10..=11).contains(&produced), "{codec}: {produced} frames at max 10 fps");
+        assert!(
+            (10..=11).contains(&produced),
+            "{codec}: {produced} frames at max 10 fps"
+        );
     }
 }
 
@@ -275,7 +312,13 @@ fn set_bitrate_changes_frame_sizes() {
         let mut seq = Sequence::new(Content::FullMotion, 320, 192);
         let mut bytes = |enc: &mut Box<dyn pvgate_media::VideoEncoder>, from: u32| -> usize {
             (from..from + 15)
-                .map(|i| enc.encode(&seq.next_frame(), FRAME * i, false).unwrap().unwrap().data.len())
+                .map(|i| {
+                    enc.encode(&seq.next_frame(), FRAME * i, false)
+                        .unwrap()
+                        .unwrap()
+                        .data
+                        .len()
+                })
                 .skip(5)
                 .sum()
         };
@@ -284,6 +327,9 @@ fn set_bitrate_changes_frame_sizes() {
         let high = bytes(&mut enc, 15);
         // Not 10x: at 300 kbit/s the quantizer hits its ceiling on this
         // full-motion content and the codec overshoots.
-        assert!(high > low * 3 / 2, "{codec}: {low} bytes at 300 kbit/s vs {high} at 3 Mbit/s");
+        assert!(
+            high > low * 3 / 2,
+            "{codec}: {low} bytes at 300 kbit/s vs {high} at 3 Mbit/s"
+        );
     }
 }

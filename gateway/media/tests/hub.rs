@@ -49,8 +49,12 @@ async fn equal_params_share_one_encoder_and_different_params_get_their_own() {
     let mut b = hub.subscribe(CONN, params.clone()).unwrap();
     assert!(a.shares_encoder_with(&b));
     assert_eq!(hub.encoder_count(), 1);
-    let mut c = hub.subscribe(CONN, EncoderParams::new(Codec::Vp8, 1_000_000)).unwrap();
-    let mut d = hub.subscribe(CONN, EncoderParams::new(Codec::H264, 500_000)).unwrap();
+    let mut c = hub
+        .subscribe(CONN, EncoderParams::new(Codec::Vp8, 1_000_000))
+        .unwrap();
+    let mut d = hub
+        .subscribe(CONN, EncoderParams::new(Codec::H264, 500_000))
+        .unwrap();
     assert!(!a.shares_encoder_with(&c) && !a.shares_encoder_with(&d));
     assert_eq!(hub.encoder_count(), 3);
 
@@ -77,7 +81,11 @@ async fn equal_params_share_one_encoder_and_different_params_get_their_own() {
     drop(a);
     assert_eq!(hub.encoder_count(), 1, "b still watches");
     drop(b);
-    assert_eq!(hub.encoder_count(), 0, "the last subscriber stops the encoder");
+    assert_eq!(
+        hub.encoder_count(),
+        0,
+        "the last subscriber stops the encoder"
+    );
     assert!(hub.stats().is_empty());
     // Publishing with no encoders is fine.
     hub.publish(CONN, update(seq.next_frame(), true));
@@ -127,7 +135,10 @@ async fn joiner_on_a_static_screen_still_gets_a_picture_and_unchanged_flips_enco
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(sub.try_recv().err(), Some(pvgate_media::hub::RecvError::Empty));
+    assert_eq!(
+        sub.try_recv().err(),
+        Some(pvgate_media::hub::RecvError::Empty)
+    );
     let stats = sub.stats();
     assert_eq!(stats.encoded, 1);
     assert_eq!(stats.unchanged, 10);
@@ -161,7 +172,9 @@ async fn a_slow_subscriber_loses_frames_then_resumes_at_a_keyframe() {
     let publisher = {
         let hub = hub.clone();
         let mut seq = Sequence::new(Content::FullMotion, 160, 96);
-        tokio::spawn(async move { publish_motion(&hub, &mut seq, 30, Duration::from_millis(10)).await })
+        tokio::spawn(
+            async move { publish_motion(&hub, &mut seq, 30, Duration::from_millis(10)).await },
+        )
     };
     let resumed = next(&mut slow).await;
     assert!(resumed.keyframe);
@@ -179,7 +192,9 @@ fn publishing_does_not_wait_for_a_slow_encoder() {
     let mut seq = Sequence::new(Content::FullMotion, 1920, 1080);
     let frames: Vec<Frame> = (0..3).map(|_| seq.next_frame()).collect();
     hub.publish(CONN, update(frames[0].clone(), true));
-    let _sub = rt.block_on(async { hub.subscribe(CONN, EncoderParams::new(Codec::Vp8, 4_000_000)) }).unwrap();
+    let _sub = rt
+        .block_on(async { hub.subscribe(CONN, EncoderParams::new(Codec::Vp8, 4_000_000)) })
+        .unwrap();
     let feed = hub.feed(CONN);
     for i in 0..300 {
         feed.publish(update(frames[i % 3].clone(), true));

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use pvgate_guest_sim::content::{decode_strip, draw_strip, Frame as SimFrame, ImageView, StripData};
+use pvgate_guest_sim::content::{
+    decode_strip, draw_strip, Frame as SimFrame, ImageView, StripData,
+};
 use pvgate_media::testpattern::{Content, PatternGenerator};
 use pvgate_media::Frame;
 
