@@ -36,7 +36,8 @@ pub struct DeviceSet {
 impl DeviceSet {
     /// Replace what we know of `kind` with `listing` and say what changed.
     pub fn update(&mut self, kind: &'static str, listing: &[DeviceId]) -> Vec<Change> {
-        let fresh: BTreeSet<DeviceId> = listing.iter().filter(|d| d.kind == kind).cloned().collect();
+        let fresh: BTreeSet<DeviceId> =
+            listing.iter().filter(|d| d.kind == kind).cloned().collect();
         let mut changes = Vec::new();
         self.known.retain(|d| {
             if d.kind == kind && !fresh.contains(d) {
@@ -58,18 +59,30 @@ impl DeviceSet {
 /// List the devices of one kind below `backend_root`. Entries that are not
 /// numbers are ignored: the toolstack owns this tree, but a stray node must
 /// not stop us serving the others.
-async fn list(store: &dyn Store, backend_root: &str, kind: &'static str) -> anyhow::Result<Vec<DeviceId>> {
+async fn list(
+    store: &dyn Store,
+    backend_root: &str,
+    kind: &'static str,
+) -> anyhow::Result<Vec<DeviceId>> {
     let dir = format!("{backend_root}/{kind}");
     let mut out = Vec::new();
     let Ok(frontends) = store.directory(&dir).await else {
         return Ok(out);
     };
     for fe in frontends {
-        let Ok(frontend) = fe.parse::<DomId>() else { continue };
-        let Ok(devids) = store.directory(&format!("{dir}/{fe}")).await else { continue };
+        let Ok(frontend) = fe.parse::<DomId>() else {
+            continue;
+        };
+        let Ok(devids) = store.directory(&format!("{dir}/{fe}")).await else {
+            continue;
+        };
         for dev in devids {
             if let Ok(devid) = dev.parse::<u32>() {
-                out.push(DeviceId { kind, frontend, devid });
+                out.push(DeviceId {
+                    kind,
+                    frontend,
+                    devid,
+                });
             }
         }
     }
@@ -103,7 +116,11 @@ mod tests {
     use super::*;
 
     fn dev(kind: &'static str, frontend: DomId, devid: u32) -> DeviceId {
-        DeviceId { kind, frontend, devid }
+        DeviceId {
+            kind,
+            frontend,
+            devid,
+        }
     }
 
     #[test]
@@ -112,7 +129,10 @@ mod tests {
         let a = dev("vdispl", 5, 0);
         let b = dev("vdispl", 6, 0);
         let s = dev("vsnd", 5, 0);
-        assert_eq!(set.update("vsnd", &[s.clone()]), vec![Change::Added(s.clone())]);
+        assert_eq!(
+            set.update("vsnd", &[s.clone()]),
+            vec![Change::Added(s.clone())]
+        );
         assert_eq!(
             set.update("vdispl", &[a.clone(), b.clone()]),
             vec![Change::Added(a.clone()), Change::Added(b.clone())]
