@@ -12,7 +12,12 @@ fn clamp_u8(v: i32) -> u8 {
 pub fn box_blur(f: &Frame, radius: u32) -> Frame {
     let (w, h) = (f.width as i64, f.height as i64);
     let r = i64::from(radius);
-    let px = |x: i64, y: i64| channels(f.get(x.clamp(0, w - 1) as u32, y.clamp(0, h - 1) as u32).unwrap_or(0));
+    let px = |x: i64, y: i64| {
+        channels(
+            f.get(x.clamp(0, w - 1) as u32, y.clamp(0, h - 1) as u32)
+                .unwrap_or(0),
+        )
+    };
     // Horizontal then vertical pass.
     let mut tmp = vec![[0u32; 3]; (w * h) as usize];
     for y in 0..h {
@@ -38,7 +43,11 @@ pub fn box_blur(f: &Frame, radius: u32) -> Frame {
                     s[k] += c[k];
                 }
             }
-            out.set(x, y, rgb((s[0] / n) as u8, (s[1] / n) as u8, (s[2] / n) as u8));
+            out.set(
+                x,
+                y,
+                rgb((s[0] / n) as u8, (s[1] / n) as u8, (s[2] / n) as u8),
+            );
         }
     }
     out
@@ -71,7 +80,11 @@ pub fn jpeg_like(f: &Frame, q: i32) -> Frame {
     let mut cos = [[0f32; 8]; 8];
     for (k, row) in cos.iter_mut().enumerate() {
         for (n, c) in row.iter_mut().enumerate() {
-            let a = if k == 0 { (1.0f32 / 8.0).sqrt() } else { (2.0f32 / 8.0).sqrt() };
+            let a = if k == 0 {
+                (1.0f32 / 8.0).sqrt()
+            } else {
+                (2.0f32 / 8.0).sqrt()
+            };
             *c = a * (std::f32::consts::PI * (2 * n + 1) as f32 * k as f32 / 16.0).cos();
         }
     }
@@ -83,7 +96,9 @@ pub fn jpeg_like(f: &Frame, q: i32) -> Frame {
                 let mut blk = [[0f32; 8]; 8];
                 for (y, row) in blk.iter_mut().enumerate() {
                     for (x, v) in row.iter_mut().enumerate() {
-                        let p = f.get((bx + x as u32).min(w - 1), (by + y as u32).min(h - 1)).unwrap_or(0);
+                        let p = f
+                            .get((bx + x as u32).min(w - 1), (by + y as u32).min(h - 1))
+                            .unwrap_or(0);
                         *v = f32::from(channels(p)[ch]) - 128.0;
                     }
                 }
@@ -114,7 +129,9 @@ pub fn jpeg_like(f: &Frame, q: i32) -> Frame {
                 }
                 for y in 0..8u32 {
                     for x in 0..8u32 {
-                        let v: f32 = (0..8).map(|kx| cos[kx][x as usize] * t[y as usize][kx]).sum();
+                        let v: f32 = (0..8)
+                            .map(|kx| cos[kx][x as usize] * t[y as usize][kx])
+                            .sum();
                         let (px, py) = (bx + x, by + y);
                         if px < w && py < h {
                             let i = (py * w + px) as usize;

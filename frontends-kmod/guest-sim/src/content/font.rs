@@ -73,7 +73,11 @@ pub fn read_glyph(view: &ImageView<'_>, cell: Rect) -> Option<char> {
     let (best, distance) = PRINTABLE
         .map(|b| {
             let g = glyph(b as char);
-            let d: u32 = g.iter().zip(seen.iter()).map(|(a, b)| (a ^ b).count_ones()).sum();
+            let d: u32 = g
+                .iter()
+                .zip(seen.iter())
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
             (b as char, d)
         })
         .min_by_key(|&(_, d)| d)?;
@@ -100,7 +104,12 @@ mod tests {
         for (w, h) in [(16, 16), (21, 27), (48, 49)] {
             for b in PRINTABLE {
                 let mut f = Frame::new(w, h);
-                let cell = Rect { x0: 0, y0: 0, x1: w as i64, y1: h as i64 };
+                let cell = Rect {
+                    x0: 0,
+                    y0: 0,
+                    x1: w as i64,
+                    y1: h as i64,
+                };
                 draw_glyph(&mut f, cell, b as char, 0xffffff, 0);
                 assert_eq!(read_glyph(&f.view(), cell), Some(b as char), "{w}x{h}");
             }

@@ -31,7 +31,11 @@ pub fn ulaw_to_linear(code: u8) -> i16 {
 /// 16-bit linear to A-law.
 pub fn linear_to_alaw(sample: i16) -> u8 {
     let s = i32::from(sample) >> 3; // A-law quantises 13 bits
-    let (sign_mask, magnitude) = if s >= 0 { (0xd5u8, s) } else { (0x55u8, -s - 1) };
+    let (sign_mask, magnitude) = if s >= 0 {
+        (0xd5u8, s)
+    } else {
+        (0x55u8, -s - 1)
+    };
     // Segment 0 and 1 share the finest step (2 in 13-bit units); then it doubles.
     let segment = (32 - magnitude.leading_zeros() as i32 - 5).max(0);
     if segment > 7 {
@@ -84,9 +88,17 @@ mod tests {
     fn every_code_decodes_and_re_encodes_to_itself() {
         for code in 0..=255u8 {
             if code != 0x7f {
-                assert_eq!(linear_to_ulaw(ulaw_to_linear(code)), code, "µ-law {code:#x}");
+                assert_eq!(
+                    linear_to_ulaw(ulaw_to_linear(code)),
+                    code,
+                    "µ-law {code:#x}"
+                );
             }
-            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law {code:#x}");
+            assert_eq!(
+                linear_to_alaw(alaw_to_linear(code)),
+                code,
+                "A-law {code:#x}"
+            );
         }
     }
 

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::keymap::{
-    char_to_key, key_to_char, BTN_LEFT, BTN_MIDDLE, BTN_RIGHT, KEY_BACKSPACE, KEY_CAPSLOCK, KEY_ENTER,
-    KEY_KPENTER, KEY_LEFTSHIFT, KEY_RIGHTSHIFT,
+    char_to_key, key_to_char, BTN_LEFT, BTN_MIDDLE, BTN_RIGHT, KEY_BACKSPACE, KEY_CAPSLOCK,
+    KEY_ENTER, KEY_KPENTER, KEY_LEFTSHIFT, KEY_RIGHTSHIFT,
 };
 
 /// One input event, in frame pixel coordinates for absolute positions. Mouse buttons may
@@ -103,7 +103,8 @@ impl InputState {
             InputEvent::Motion { x, y } => self.pointer = self.clamp(x.into(), y.into()),
             InputEvent::RelMotion { dx, dy } => {
                 let (x, y) = self.pointer;
-                self.pointer = self.clamp(i64::from(x) + i64::from(dx), i64::from(y) + i64::from(dy));
+                self.pointer =
+                    self.clamp(i64::from(x) + i64::from(dx), i64::from(y) + i64::from(dy));
             }
             InputEvent::Button { code, pressed } => {
                 self.set_button(code, pressed);
@@ -159,12 +160,24 @@ pub fn events_for_text(s: &str) -> Vec<InputEvent> {
     let mut out = Vec::new();
     for (code, shift) in s.chars().filter_map(char_to_key) {
         if shift {
-            out.push(InputEvent::Key { code: KEY_LEFTSHIFT, pressed: true });
+            out.push(InputEvent::Key {
+                code: KEY_LEFTSHIFT,
+                pressed: true,
+            });
         }
-        out.push(InputEvent::Key { code, pressed: true });
-        out.push(InputEvent::Key { code, pressed: false });
+        out.push(InputEvent::Key {
+            code,
+            pressed: true,
+        });
+        out.push(InputEvent::Key {
+            code,
+            pressed: false,
+        });
         if shift {
-            out.push(InputEvent::Key { code: KEY_LEFTSHIFT, pressed: false });
+            out.push(InputEvent::Key {
+                code: KEY_LEFTSHIFT,
+                pressed: false,
+            });
         }
     }
     out
@@ -181,18 +194,36 @@ mod tests {
             s.apply(e);
         }
         assert_eq!(s.text, "Hello, World!");
-        s.apply(InputEvent::Key { code: KEY_BACKSPACE, pressed: true });
-        s.apply(InputEvent::Key { code: KEY_BACKSPACE, pressed: true }); // auto-repeat
-        s.apply(InputEvent::Key { code: KEY_BACKSPACE, pressed: false });
+        s.apply(InputEvent::Key {
+            code: KEY_BACKSPACE,
+            pressed: true,
+        });
+        s.apply(InputEvent::Key {
+            code: KEY_BACKSPACE,
+            pressed: true,
+        }); // auto-repeat
+        s.apply(InputEvent::Key {
+            code: KEY_BACKSPACE,
+            pressed: false,
+        });
         assert_eq!(s.text, "Hello, Worl");
-        s.apply(InputEvent::Key { code: KEY_CAPSLOCK, pressed: true });
-        s.apply(InputEvent::Key { code: KEY_CAPSLOCK, pressed: false });
+        s.apply(InputEvent::Key {
+            code: KEY_CAPSLOCK,
+            pressed: true,
+        });
+        s.apply(InputEvent::Key {
+            code: KEY_CAPSLOCK,
+            pressed: false,
+        });
         for e in events_for_text("ab1") {
             s.apply(e);
         }
         assert_eq!(s.text, "Hello, WorlAB1");
         assert!(s.held.is_empty());
-        s.apply(InputEvent::Key { code: KEY_ENTER, pressed: true });
+        s.apply(InputEvent::Key {
+            code: KEY_ENTER,
+            pressed: true,
+        });
         assert_eq!(s.text, "");
     }
 
@@ -200,7 +231,10 @@ mod tests {
     fn text_is_bounded() {
         let mut s = InputState::new(640, 360);
         for _ in 0..TEXT_CAPACITY + 50 {
-            s.apply(InputEvent::Key { code: 30, pressed: true });
+            s.apply(InputEvent::Key {
+                code: 30,
+                pressed: true,
+            });
         }
         assert_eq!(s.text.len(), TEXT_CAPACITY);
     }
@@ -214,19 +248,50 @@ mod tests {
         assert_eq!(s.pointer, (15, 0));
         s.apply(InputEvent::Motion { x: 10_000, y: -5 });
         assert_eq!(s.pointer, (639, 0));
-        s.apply(InputEvent::RelMotion { dx: i32::MAX, dy: i32::MAX });
+        s.apply(InputEvent::RelMotion {
+            dx: i32::MAX,
+            dy: i32::MAX,
+        });
         assert_eq!(s.pointer, (639, 359));
-        s.apply(InputEvent::Key { code: BTN_LEFT, pressed: true });
-        s.apply(InputEvent::Button { code: BTN_RIGHT, pressed: true });
-        assert_eq!(s.buttons, Buttons { left: true, middle: false, right: true });
-        s.apply(InputEvent::Button { code: BTN_LEFT, pressed: false });
+        s.apply(InputEvent::Key {
+            code: BTN_LEFT,
+            pressed: true,
+        });
+        s.apply(InputEvent::Button {
+            code: BTN_RIGHT,
+            pressed: true,
+        });
+        assert_eq!(
+            s.buttons,
+            Buttons {
+                left: true,
+                middle: false,
+                right: true
+            }
+        );
+        s.apply(InputEvent::Button {
+            code: BTN_LEFT,
+            pressed: false,
+        });
         assert!(!s.buttons.left);
         s.apply(InputEvent::Wheel { dx: 0, dy: -3 });
         s.apply(InputEvent::Wheel { dx: 1, dy: 1 });
         assert_eq!(s.wheel, (1, -2));
-        s.apply(InputEvent::TouchDown { id: 3, x: 100, y: 100 });
-        s.apply(InputEvent::TouchDown { id: 7, x: 200, y: 50 });
-        s.apply(InputEvent::TouchMove { id: 3, x: 110, y: 90 });
+        s.apply(InputEvent::TouchDown {
+            id: 3,
+            x: 100,
+            y: 100,
+        });
+        s.apply(InputEvent::TouchDown {
+            id: 7,
+            x: 200,
+            y: 50,
+        });
+        s.apply(InputEvent::TouchMove {
+            id: 3,
+            x: 110,
+            y: 90,
+        });
         assert_eq!(s.touches.get(&3), Some(&(110, 90)));
         s.apply(InputEvent::TouchUp { id: 3 });
         assert_eq!(s.touches.keys().copied().collect::<Vec<_>>(), vec![7]);

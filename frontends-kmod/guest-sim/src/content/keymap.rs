@@ -140,7 +140,11 @@ mod tests {
         for c in 'a'..='z' {
             let (code, shift) = char_to_key(c).unwrap();
             assert!(!shift);
-            assert_eq!(code, value(&format!("KEY_{}", c.to_ascii_uppercase())), "{c}");
+            assert_eq!(
+                code,
+                value(&format!("KEY_{}", c.to_ascii_uppercase())),
+                "{c}"
+            );
         }
         for d in '0'..='9' {
             assert_eq!(char_to_key(d).unwrap().0, value(&format!("KEY_{d}")));

@@ -31,10 +31,10 @@ mod degrade;
 
 pub use frame::{Frame, Rect};
 pub use input::{events_for_text, Buttons, InputEvent, InputState};
-pub use pixfmt::PixelFormat;
-pub use pcm::PcmFormat;
-pub use tone::{measure_tone, ToneGenerator, ToneMeasurement};
 pub use overlay::{draw_overlay, find_cursor, read_buttons, read_text_line};
+pub use pcm::PcmFormat;
+pub use pixfmt::PixelFormat;
 pub use scene::{render, Renderer, Scene};
 pub use strip::{decode_strip, draw_strip, StripData};
+pub use tone::{measure_tone, ToneGenerator, ToneMeasurement};
 pub use view::{psnr, ImageView, PixelLayout};

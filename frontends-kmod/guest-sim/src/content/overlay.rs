@@ -46,11 +46,26 @@ fn draw_cursor(frame: &mut Frame, x: i64, y: i64) {
     let (arm, thick, outline) = cursor_geometry(frame.height);
     let half = thick / 2;
     let bars = [
-        Rect { x0: x - arm, y0: y - half, x1: x + arm + 1, y1: y + half + 1 },
-        Rect { x0: x - half, y0: y - arm, x1: x + half + 1, y1: y + arm + 1 },
+        Rect {
+            x0: x - arm,
+            y0: y - half,
+            x1: x + arm + 1,
+            y1: y + half + 1,
+        },
+        Rect {
+            x0: x - half,
+            y0: y - arm,
+            x1: x + half + 1,
+            y1: y + arm + 1,
+        },
     ];
     for b in bars {
-        let o = Rect { x0: b.x0 - outline, y0: b.y0 - outline, x1: b.x1 + outline, y1: b.y1 + outline };
+        let o = Rect {
+            x0: b.x0 - outline,
+            y0: b.y0 - outline,
+            x1: b.x1 + outline,
+            y1: b.y1 + outline,
+        };
         frame.fill(o, OUTLINE);
     }
     for b in bars {
@@ -68,7 +83,12 @@ fn draw_touch(frame: &mut Frame, id: i32, x: i64, y: i64) {
     }
     let digit = char::from_digit(id.rem_euclid(10) as u32, 10).unwrap_or('?');
     let g = r * 5 / 4;
-    let c = Rect { x0: x - g / 2, y0: y - g / 2, x1: x - g / 2 + g, y1: y - g / 2 + g };
+    let c = Rect {
+        x0: x - g / 2,
+        y0: y - g / 2,
+        x1: x - g / 2 + g,
+        y1: y - g / 2 + g,
+    };
     draw_glyph(frame, c, digit, OUTLINE, colour);
 }
 
@@ -92,7 +112,10 @@ pub fn draw_overlay(frame: &mut Frame, state: &InputState) {
         draw_glyph(frame, cell(w, h, col as u32, TEXT_ROW), c, TEXT_FG, TEXT_BG);
     }
     let b = state.buttons;
-    for (r, on) in button_cells(w, h).into_iter().zip([b.left, b.middle, b.right]) {
+    for (r, on) in button_cells(w, h)
+        .into_iter()
+        .zip([b.left, b.middle, b.right])
+    {
         frame.fill(r, if on { TEXT_FG } else { BUTTON_OFF });
     }
 }
@@ -111,8 +134,13 @@ pub fn read_text_line(view: &ImageView<'_>) -> String {
 /// Reads the three button boxes of the text line.
 pub fn read_buttons(view: &ImageView<'_>) -> Buttons {
     let (w, h) = (view.width(), view.height());
-    let [l, m, r] = button_cells(w, h).map(|c| view.mean_luma(c.inset_frac(1, 4)).unwrap_or(0) > 160);
-    Buttons { left: l, middle: m, right: r }
+    let [l, m, r] =
+        button_cells(w, h).map(|c| view.mean_luma(c.inset_frac(1, 4)).unwrap_or(0) > 160);
+    Buttons {
+        left: l,
+        middle: m,
+        right: r,
+    }
 }
 
 /// How magenta a pixel is: the smaller of red and blue above green.
@@ -132,7 +160,12 @@ struct Run {
 /// returns the heaviest band's weighted centre and the extent its runs cover.
 /// `starts`/`ends`: where the cursor can be cut off along this axis (the picture's edges and,
 /// for rows, the strip and text line drawn over it): first visible line, one past the last.
-fn heaviest_band(runs: &[Run], starts: &[u32], ends: &[u32], thick: i64) -> Option<(f64, u32, u32)> {
+fn heaviest_band(
+    runs: &[Run],
+    starts: &[u32],
+    ends: &[u32],
+    thick: i64,
+) -> Option<(f64, u32, u32)> {
     let mut best: Option<(i64, f64, u32, u32)> = None;
     let mut i = 0;
     while i < runs.len() {
@@ -142,7 +175,11 @@ fn heaviest_band(runs: &[Run], starts: &[u32], ends: &[u32], thick: i64) -> Opti
         }
         let band = &runs[i..j];
         let total: i64 = band.iter().map(|r| r.weight).sum();
-        let mut centre = band.iter().map(|r| r.weight as f64 * f64::from(r.at)).sum::<f64>() / total.max(1) as f64;
+        let mut centre = band
+            .iter()
+            .map(|r| r.weight as f64 * f64::from(r.at))
+            .sum::<f64>()
+            / total.max(1) as f64;
         // An arm cut off (picture edge, strip, text line) is thinner than drawn and its centre
         // is off: place the centre half a thickness in from the arm's visible inner edge.
         let (first, last) = (band[0].at, band[band.len() - 1].at);
@@ -203,17 +240,31 @@ pub fn find_cursor(view: &ImageView<'_>) -> Option<(u32, u32)> {
                 }
             }
             if best.1 - best.0 >= min_len {
-                out.push(Run { at: line, weight: best.2, from: best.0, to: best.1 });
+                out.push(Run {
+                    at: line,
+                    weight: best.2,
+                    from: best.0,
+                    to: best.1,
+                });
             }
         }
         out
     };
     let rows = scan(h, w, &|y, x| at(x, y));
     let cols = scan(w, h, &|x, y| at(x, y));
-    let (cy, row_from, row_to) = heaviest_band(&rows, &[0, strip_bottom(h) as u32], &[text_top(h) as u32, h], thick)?;
+    let (cy, row_from, row_to) = heaviest_band(
+        &rows,
+        &[0, strip_bottom(h) as u32],
+        &[text_top(h) as u32, h],
+        thick,
+    )?;
     let (cx, col_from, col_to) = heaviest_band(&cols, &[0], &[w], thick)?;
     // The two arms must cross: each centre inside the other arm's extent.
-    if cx < f64::from(row_from) || cx >= f64::from(row_to) || cy < f64::from(col_from) || cy >= f64::from(col_to) {
+    if cx < f64::from(row_from)
+        || cx >= f64::from(row_to)
+        || cy < f64::from(col_from)
+        || cy >= f64::from(col_to)
+    {
         return None;
     }
     Some((cx.round() as u32, cy.round() as u32))
@@ -252,9 +303,24 @@ mod tests {
             let text_top = super::super::grid::text_top(h) as i32;
             let strip_bottom = super::super::grid::strip_bottom(h) as i32;
             let (right, bottom) = (w as i32 - 1, text_top - 1);
-            for (x, y) in [(100, 100), (w as i32 / 2, h as i32 / 2), (0, 150), (1, 150), (right, 200), (right - 1, 201), (37, bottom), (38, bottom - 1), (300, strip_bottom), (301, strip_bottom + 1)] {
+            for (x, y) in [
+                (100, 100),
+                (w as i32 / 2, h as i32 / 2),
+                (0, 150),
+                (1, 150),
+                (right, 200),
+                (right - 1, 201),
+                (37, bottom),
+                (38, bottom - 1),
+                (300, strip_bottom),
+                (301, strip_bottom + 1),
+            ] {
                 let f = with_pointer(w, h, x, y);
-                assert_eq!(find_cursor(&f.view()), Some((x as u32, y as u32)), "{w}x{h} at {x},{y}");
+                assert_eq!(
+                    find_cursor(&f.view()),
+                    Some((x as u32, y as u32)),
+                    "{w}x{h} at {x},{y}"
+                );
             }
         }
     }
@@ -269,7 +335,10 @@ mod tests {
                 degrade::jpeg_like(&degrade::add_noise(&degrade::box_blur(&f, 1), 16, 3), 12),
             ] {
                 let (fx, fy) = find_cursor(&damaged.view()).expect("cursor");
-                assert!((fx as i32 - x).abs() <= 2 && (fy as i32 - y).abs() <= 2, "{fx},{fy} vs {x},{y}");
+                assert!(
+                    (fx as i32 - x).abs() <= 2 && (fy as i32 - y).abs() <= 2,
+                    "{fx},{fy} vs {x},{y}"
+                );
             }
         }
     }
@@ -279,7 +348,10 @@ mod tests {
         let f = with_pointer(1920, 1080, 960, 600);
         let s = degrade::scale_bilinear(&f, 1280, 720);
         let (x, y) = find_cursor(&s.view()).unwrap();
-        assert!((x as i32 - 640).abs() <= 1 && (y as i32 - 400).abs() <= 1, "{x},{y}");
+        assert!(
+            (x as i32 - 640).abs() <= 1 && (y as i32 - 400).abs() <= 1,
+            "{x},{y}"
+        );
     }
 
     #[test]
@@ -301,7 +373,11 @@ mod tests {
             }
             let mut f = busy(w, h);
             draw_overlay(&mut f, &s);
-            assert_eq!(read_text_line(&f.view()), "Hello, pvgate! ~{x|y}", "{w}x{h}");
+            assert_eq!(
+                read_text_line(&f.view()),
+                "Hello, pvgate! ~{x|y}",
+                "{w}x{h}"
+            );
         }
     }
 
@@ -344,10 +420,23 @@ mod tests {
         let mut f = busy(640, 360);
         draw_overlay(&mut f, &s);
         assert_eq!(read_buttons(&f.view()), Buttons::default());
-        s.apply(InputEvent::Key { code: BTN_LEFT, pressed: true });
-        s.apply(InputEvent::Button { code: BTN_RIGHT, pressed: true });
+        s.apply(InputEvent::Key {
+            code: BTN_LEFT,
+            pressed: true,
+        });
+        s.apply(InputEvent::Button {
+            code: BTN_RIGHT,
+            pressed: true,
+        });
         draw_overlay(&mut f, &s);
-        assert_eq!(read_buttons(&f.view()), Buttons { left: true, middle: false, right: true });
+        assert_eq!(
+            read_buttons(&f.view()),
+            Buttons {
+                left: true,
+                middle: false,
+                right: true
+            }
+        );
     }
 
     #[test]
@@ -356,11 +445,22 @@ mod tests {
         s.apply(InputEvent::Motion { x: 500, y: 250 });
         let mut f0 = busy(640, 360);
         draw_overlay(&mut f0, &s);
-        s.apply(InputEvent::TouchDown { id: 0, x: 100, y: 150 });
-        s.apply(InputEvent::TouchDown { id: 1, x: 300, y: 150 });
+        s.apply(InputEvent::TouchDown {
+            id: 0,
+            x: 100,
+            y: 150,
+        });
+        s.apply(InputEvent::TouchDown {
+            id: 1,
+            x: 300,
+            y: 150,
+        });
         let mut f1 = busy(640, 360);
         draw_overlay(&mut f1, &s);
-        assert_eq!(f1.get(100, 150).map(|p| p != f0.get(100, 150).unwrap()), Some(true));
+        assert_eq!(
+            f1.get(100, 150).map(|p| p != f0.get(100, 150).unwrap()),
+            Some(true)
+        );
         // Distinct colours for distinct ids (sampled off the digit, inside the disc).
         let r = 360 / 30 - 1;
         assert_ne!(f1.get(100, 150 + r), f1.get(300, 150 + r));

@@ -99,7 +99,7 @@ pub fn encode_to_vec(samples: &[f32], format: PcmFormat) -> Result<Vec<u8>, PcmE
 pub fn decode(bytes: &[u8], format: PcmFormat) -> Result<Vec<f32>, PcmError> {
     use PcmFormat::*;
     let size = sample_size(format)?;
-    if bytes.len() % size != 0 {
+    if bytes.len().checked_rem(size) != Some(0) {
         return Err(PcmError::Partial {
             format,
             len: bytes.len(),
@@ -121,16 +121,26 @@ pub fn decode(bytes: &[u8], format: PcmFormat) -> Result<Vec<f32>, PcmError> {
                 U16Be => from_int(i64::from(u16::from_be_bytes(w2())) - 0x8000, 16),
                 S24Le => from_int(sign24(u32::from_le_bytes(w4())), 24),
                 S24Be => from_int(sign24(u32::from_be_bytes(w4())), 24),
-                U24Le => from_int(i64::from(u32::from_le_bytes(w4()) & 0x00ff_ffff) - 0x80_0000, 24),
-                U24Be => from_int(i64::from(u32::from_be_bytes(w4()) & 0x00ff_ffff) - 0x80_0000, 24),
+                U24Le => from_int(
+                    i64::from(u32::from_le_bytes(w4()) & 0x00ff_ffff) - 0x80_0000,
+                    24,
+                ),
+                U24Be => from_int(
+                    i64::from(u32::from_be_bytes(w4()) & 0x00ff_ffff) - 0x80_0000,
+                    24,
+                ),
                 S32Le => from_int(i32::from_le_bytes(w4()).into(), 32),
                 S32Be => from_int(i32::from_be_bytes(w4()).into(), 32),
                 U32Le => from_int(i64::from(u32::from_le_bytes(w4())) - 0x8000_0000, 32),
                 U32Be => from_int(i64::from(u32::from_be_bytes(w4())) - 0x8000_0000, 32),
                 F32Le => f32::from_le_bytes(w4()),
                 F32Be => f32::from_be_bytes(w4()),
-                F64Le => f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32,
-                F64Be => f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32,
+                F64Le => {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                }
+                F64Be => {
+                    f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                }
                 MuLaw => from_int(g711::ulaw_to_linear(b[0]).into(), 16),
                 ALaw => from_int(g711::alaw_to_linear(b[0]).into(), 16),
                 _ => 0.0, // unreachable: sample_size refused the rest
@@ -152,7 +162,11 @@ mod tests {
             if plain {
                 // Our container sizes agree with the protocol crate's (which follows sndif.h and
                 // snd-xen-front's ALSA mapping).
-                assert_eq!(Some(sample_size(f).unwrap() as u32), f.bytes_per_sample(), "{f:?}");
+                assert_eq!(
+                    Some(sample_size(f).unwrap() as u32),
+                    f.bytes_per_sample(),
+                    "{f:?}"
+                );
             } else {
                 assert_eq!(encode_to_vec(&[0.5], f), Err(PcmError::Unsupported(f)));
                 assert!(decode(&[0; 8], f).is_err());
@@ -188,7 +202,9 @@ mod tests {
 
     #[test]
     fn every_format_round_trips_within_its_precision() {
-        let samples: Vec<f32> = (0..2000).map(|i| ((i as f32 * 0.013).sin() * 0.9) - 0.05).collect();
+        let samples: Vec<f32> = (0..2000)
+            .map(|i| ((i as f32 * 0.013).sin() * 0.9) - 0.05)
+            .collect();
         for f in PcmFormat::ALL.into_iter().filter(|&f| is_supported(f)) {
             let bytes = encode_to_vec(&samples, f).unwrap();
             assert_eq!(bytes.len(), samples.len() * sample_size(f).unwrap());
@@ -200,7 +216,11 @@ mod tests {
                 _ => 1e-4,
             };
             for (a, b) in samples.iter().zip(&back) {
-                let limit = if f.is_companded() { tol * a.abs().max(1.0 / 64.0) } else { tol };
+                let limit = if f.is_companded() {
+                    tol * a.abs().max(1.0 / 64.0)
+                } else {
+                    tol
+                };
                 assert!((a - b).abs() <= limit + 1e-7, "{f:?}: {a} → {b}");
             }
         }
@@ -210,7 +230,11 @@ mod tests {
     fn partial_samples_are_an_error() {
         assert_eq!(
             decode(&[0; 3], PcmFormat::S16Le),
-            Err(PcmError::Partial { format: PcmFormat::S16Le, len: 3, size: 2 })
+            Err(PcmError::Partial {
+                format: PcmFormat::S16Le,
+                len: 3,
+                size: 2
+            })
         );
     }
 }

@@ -45,7 +45,13 @@ pub fn min_pitch(format: PixelFormat, width: u32) -> usize {
     (u64::from(width) * u64::from(format.bpp())).div_ceil(8) as usize
 }
 
-fn check(format: PixelFormat, width: u32, height: u32, pitch: usize, len: usize) -> Result<(), PixFmtError> {
+fn check(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    pitch: usize,
+    len: usize,
+) -> Result<(), PixFmtError> {
     if format == PixelFormat::Yuyv && width % 2 == 1 {
         return Err(PixFmtError::OddWidth { width });
     }
@@ -101,7 +107,11 @@ pub fn rgb_to_ycbcr(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     let y = 16 + fix(16829 * r + 33039 * g + 6416 * b);
     let cb = 128 + fix(-9714 * r - 19070 * g + 28784 * b);
     let cr = 128 + fix(28784 * r - 24103 * g - 4681 * b);
-    (y.clamp(0, 255) as u8, cb.clamp(0, 255) as u8, cr.clamp(0, 255) as u8)
+    (
+        y.clamp(0, 255) as u8,
+        cb.clamp(0, 255) as u8,
+        cr.clamp(0, 255) as u8,
+    )
 }
 
 /// The inverse of [`rgb_to_ycbcr`] (same fixed point).
@@ -110,7 +120,11 @@ pub fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
     let d = i64::from(cb) - 128;
     let e = i64::from(cr) - 128;
     let clamp = |v: i64| ((v + (1 << 15)) >> 16).clamp(0, 255) as u8;
-    [clamp(c + 104597 * e), clamp(c - 25675 * d - 53279 * e), clamp(c + 132201 * d)]
+    [
+        clamp(c + 104597 * e),
+        clamp(c - 25675 * d - 53279 * e),
+        clamp(c + 132201 * d),
+    ]
 }
 
 /// The 16-bit word of one pixel in a 16-bit RGB format (not YUYV).
@@ -131,16 +145,23 @@ fn unpack16(format: PixelFormat, v: u16) -> [u8; 3] {
         PixelFormat::Xrgb4444 | PixelFormat::Argb4444 => {
             [up((v >> 8) & 0xf, 4), up((v >> 4) & 0xf, 4), up(v & 0xf, 4)]
         }
-        PixelFormat::Xrgb1555 | PixelFormat::Argb1555 => {
-            [up((v >> 10) & 0x1f, 5), up((v >> 5) & 0x1f, 5), up(v & 0x1f, 5)]
-        }
+        PixelFormat::Xrgb1555 | PixelFormat::Argb1555 => [
+            up((v >> 10) & 0x1f, 5),
+            up((v >> 5) & 0x1f, 5),
+            up(v & 0x1f, 5),
+        ],
         _ => [0; 3],
     }
 }
 
 /// Writes `frame` into `out` as `format` with `pitch` bytes per row. Padding bytes past
 /// each row's pixels are left as they were.
-pub fn encode(frame: &Frame, format: PixelFormat, pitch: usize, out: &mut [u8]) -> Result<(), PixFmtError> {
+pub fn encode(
+    frame: &Frame,
+    format: PixelFormat,
+    pitch: usize,
+    out: &mut [u8],
+) -> Result<(), PixFmtError> {
     encode_rows(frame, format, pitch, out, 0, frame.height)
 }
 
@@ -168,7 +189,11 @@ pub fn encode_rows(
         };
         match format {
             PixelFormat::Xrgb8888 | PixelFormat::Argb8888 => {
-                let alpha = if format == PixelFormat::Argb8888 { 0xff00_0000 } else { 0 };
+                let alpha = if format == PixelFormat::Argb8888 {
+                    0xff00_0000
+                } else {
+                    0
+                };
                 for (d, &p) in dst.chunks_exact_mut(4).zip(src) {
                     d.copy_from_slice(&((p & 0x00ff_ffff) | alpha).to_le_bytes());
                 }
@@ -185,7 +210,7 @@ pub fn encode_rows(
                     let (y_0, _, _) = rgb_to_ycbcr(c0[0], c0[1], c0[2]);
                     let (y_1, _, _) = rgb_to_ycbcr(c1[0], c1[1], c1[2]);
                     // Chroma of the pair's average colour (a 2-tap horizontal filter).
-                    let avg = |k: usize| ((u16::from(c0[k]) + u16::from(c1[k]) + 1) / 2) as u8;
+                    let avg = |k: usize| (u16::from(c0[k]) + u16::from(c1[k])).div_ceil(2) as u8;
                     let (_, cb, cr) = rgb_to_ycbcr(avg(0), avg(1), avg(2));
                     d.copy_from_slice(&[y_0, cb, y_1, cr]);
                 }
@@ -201,7 +226,11 @@ pub fn encode_rows(
 }
 
 /// [`encode`] into a new buffer of `pitch × height` bytes (padding zero).
-pub fn encode_to_vec(frame: &Frame, format: PixelFormat, pitch: usize) -> Result<Vec<u8>, PixFmtError> {
+pub fn encode_to_vec(
+    frame: &Frame,
+    format: PixelFormat,
+    pitch: usize,
+) -> Result<Vec<u8>, PixFmtError> {
     let len = pitch.saturating_mul(frame.height as usize);
     let mut out = vec![0u8; len];
     encode(frame, format, pitch, &mut out)?;
@@ -209,14 +238,21 @@ pub fn encode_to_vec(frame: &Frame, format: PixelFormat, pitch: usize) -> Result
 }
 
 /// Reads a `format` buffer back into XRGB8888 (for tests: what a correct backend would see).
-pub fn decode(bytes: &[u8], width: u32, height: u32, pitch: usize, format: PixelFormat) -> Result<Frame, PixFmtError> {
+pub fn decode(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    pitch: usize,
+    format: PixelFormat,
+) -> Result<Frame, PixFmtError> {
     check(format, width, height, pitch, bytes.len())?;
     let mut f = Frame::new(width, height);
     let row_bytes = min_pitch(format, width);
     for y in 0..height as usize {
         let (Some(src), Some(dst)) = (
             bytes.get(y * pitch..y * pitch + row_bytes),
-            f.pixels.get_mut(y * width as usize..(y + 1) * width as usize),
+            f.pixels
+                .get_mut(y * width as usize..(y + 1) * width as usize),
         ) else {
             continue;
         };
@@ -296,7 +332,12 @@ mod tests {
     /// Known colours against layouts derived by hand from drm_fourcc.h.
     #[test]
     fn known_colours_have_the_drm_bytes() {
-        let (red, green, blue, white) = (rgb(255, 0, 0), rgb(0, 255, 0), rgb(0, 0, 255), rgb(255, 255, 255));
+        let (red, green, blue, white) = (
+            rgb(255, 0, 0),
+            rgb(0, 255, 0),
+            rgb(0, 0, 255),
+            rgb(255, 255, 255),
+        );
         use PixelFormat::*;
         // RGB565: R in bits 15..11 → 0xF800, little-endian.
         assert_eq!(one(red, Rgb565), [0x00, 0xf8]);
@@ -304,8 +345,14 @@ mod tests {
         assert_eq!(one(blue, Rgb565), [0x1f, 0x00]);
         // XRGB8888: word 0x00RRGGBB → B, G, R, X(0).
         assert_eq!(one(red, Xrgb8888), [0x00, 0x00, 0xff, 0x00]);
-        assert_eq!(one(rgb(0x12, 0x34, 0x56), Xrgb8888), [0x56, 0x34, 0x12, 0x00]);
-        assert_eq!(one(rgb(0x12, 0x34, 0x56), Argb8888), [0x56, 0x34, 0x12, 0xff]);
+        assert_eq!(
+            one(rgb(0x12, 0x34, 0x56), Xrgb8888),
+            [0x56, 0x34, 0x12, 0x00]
+        );
+        assert_eq!(
+            one(rgb(0x12, 0x34, 0x56), Argb8888),
+            [0x56, 0x34, 0x12, 0xff]
+        );
         // RGB888: [23:0] R:G:B little endian → B, G, R.
         assert_eq!(one(rgb(0x12, 0x34, 0x56), Rgb888), [0x56, 0x34, 0x12]);
         // XRGB4444: red 0x0F00; ARGB4444 white 0xFFFF.
@@ -366,7 +413,9 @@ mod tests {
         let mut out = vec![0xa5u8; pitch * 4];
         encode(&f, PixelFormat::Rgb888, pitch, &mut out).unwrap();
         for y in 0..4 {
-            assert!(out[y * pitch + 18..(y + 1) * pitch].iter().all(|&b| b == 0xa5));
+            assert!(out[y * pitch + 18..(y + 1) * pitch]
+                .iter()
+                .all(|&b| b == 0xa5));
         }
     }
 
@@ -386,5 +435,42 @@ mod tests {
             Err(PixFmtError::BufferTooSmall { needed: 80, .. })
         ));
         assert!(decode(&[0; 10], 5, 4, usize::MAX, PixelFormat::Rgb565).is_err());
+    }
+
+    /// What the gateway will do: read the guest's buffer in its format. The strip, cursor and
+    /// text line must survive every format's quantisation.
+    #[test]
+    fn readers_work_after_every_format() {
+        use super::super::input::{events_for_text, InputEvent, InputState};
+        use super::super::{decode_strip, find_cursor, read_text_line};
+        let mut input = InputState::new(640, 360);
+        input.apply(InputEvent::Motion { x: 321, y: 201 });
+        for e in events_for_text("fmt ok") {
+            input.apply(e);
+        }
+        for scene in [Scene::Pattern, Scene::Desktop] {
+            let f = render(scene, 640, 360, 77, 12345, Some(&input));
+            for format in PixelFormat::ALL {
+                let pitch = min_pitch(format, 640) + 8;
+                let back = decode(
+                    &encode_to_vec(&f, format, pitch).unwrap(),
+                    640,
+                    360,
+                    pitch,
+                    format,
+                )
+                .unwrap();
+                let v = back.view();
+                let d = decode_strip(&v).unwrap_or_else(|| panic!("{scene} {}", format.name()));
+                assert_eq!((d.frame, d.timestamp_us), (77, 12345));
+                assert_eq!(
+                    find_cursor(&v),
+                    Some((321, 201)),
+                    "{scene} {}",
+                    format.name()
+                );
+                assert_eq!(read_text_line(&v), "fmt ok", "{scene} {}", format.name());
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use super::font::draw_glyph;
 use super::frame::{rgb, Frame, Rect};
-use super::grid::{cell, content_area, COLS, ROWS};
+use super::grid::{content_area, COLS, ROWS};
 use super::input::InputState;
 use super::overlay::draw_overlay;
 use super::strip::{draw_strip, StripData};
@@ -108,7 +108,13 @@ impl Renderer {
     }
 
     /// Draws frame `frame_no` into `out` (resized if needed), overwriting every pixel.
-    pub fn render_into(&self, out: &mut Frame, frame_no: u32, timestamp_us: u64, input: Option<&InputState>) {
+    pub fn render_into(
+        &self,
+        out: &mut Frame,
+        frame_no: u32,
+        timestamp_us: u64,
+        input: Option<&InputState>,
+    ) {
         let (w, h) = self.size();
         if out.width != w || out.height != h || out.pixels.len() != self.background.pixels.len() {
             *out = Frame::new(w, h);
@@ -127,12 +133,25 @@ impl Renderer {
         if let Some(state) = input {
             draw_overlay(out, state);
         }
-        draw_strip(out, &StripData { frame: frame_no, timestamp_us });
+        draw_strip(
+            out,
+            &StripData {
+                frame: frame_no,
+                timestamp_us,
+            },
+        );
     }
 }
 
 /// One-shot rendering for tests: `Renderer::new(..).render(..)`.
-pub fn render(scene: Scene, width: u32, height: u32, frame_no: u32, timestamp_us: u64, input: Option<&InputState>) -> Frame {
+pub fn render(
+    scene: Scene,
+    width: u32,
+    height: u32,
+    frame_no: u32,
+    timestamp_us: u64,
+    input: Option<&InputState>,
+) -> Frame {
     Renderer::new(scene, width, height).render(frame_no, timestamp_us, input)
 }
 
@@ -169,7 +188,10 @@ fn draw_pattern_background(f: &mut Frame) {
     let span = (w - 1).max(1);
     for x in 0..w {
         let v = (x * 255 / span) as u8;
-        for (k, c) in [rgb(v, v, v), rgb(v, 0, 0), rgb(0, v, 0), rgb(0, 0, v)].into_iter().enumerate() {
+        for (k, c) in [rgb(v, v, v), rgb(v, 0, 0), rgb(0, v, 0), rgb(0, 0, v)]
+            .into_iter()
+            .enumerate()
+        {
             let y0 = ramps.y0 + band * k as i64;
             let y1 = if k == 3 { ramps.y1 } else { y0 + band };
             f.fill_rect(x, y0, x + 1, y1, c);
@@ -180,17 +202,32 @@ fn draw_pattern_background(f: &mut Frame) {
 fn draw_pattern_motion(f: &mut Frame, frame_no: u32) {
     let (bars, _) = pattern_split(f);
     let side = (bars.height() / 2).max(4);
-    let x = bounce(u64::from(frame_no) * step(f.width) * 2, i64::from(f.width) - side);
+    let x = bounce(
+        u64::from(frame_no) * step(f.width) * 2,
+        i64::from(f.width) - side,
+    );
     let y = bars.y0 + (bars.height() - side) / 2;
     let border = (side / 8).max(1);
     f.fill_rect(x, y, x + side, y + side, rgb(0, 0, 0));
-    f.fill_rect(x + border, y + border, x + side - border, y + side - border, rgb(255, 140, 0));
+    f.fill_rect(
+        x + border,
+        y + border,
+        x + side - border,
+        y + side - border,
+        rgb(255, 140, 0),
+    );
     // The box pauses for a frame where it turns; this marker sweeps one way and wraps, so
     // consecutive frames always differ outside the strip too.
     let (_, ramps) = pattern_split(f);
     let w = i64::from(f.width).max(1);
     let mx = (i64::from(frame_no) * 3 * step(f.width) as i64).rem_euclid(w);
-    f.fill_rect(mx, ramps.y0, mx + (w / 320).max(2), ramps.y1, rgb(255, 255, 255));
+    f.fill_rect(
+        mx,
+        ramps.y0,
+        mx + (w / 320).max(2),
+        ramps.y1,
+        rgb(255, 255, 255),
+    );
 }
 
 // ---- desktop ------------------------------------------------------------------------------
@@ -209,7 +246,18 @@ fn draw_text(f: &mut Frame, x: i64, y: i64, text: &str, fg: u32, bg: u32) {
     let (gw, gh) = ((cw / 2).max(4), (ch / 2).max(4));
     for (i, c) in text.chars().enumerate() {
         let x0 = x + i as i64 * gw;
-        draw_glyph(f, Rect { x0, y0: y, x1: x0 + gw, y1: y + gh }, c, fg, bg);
+        draw_glyph(
+            f,
+            Rect {
+                x0,
+                y0: y,
+                x1: x0 + gw,
+                y1: y + gh,
+            },
+            c,
+            fg,
+            bg,
+        );
     }
 }
 
@@ -232,29 +280,94 @@ fn draw_desktop_background(f: &mut Frame) {
     let span = c.height().max(1);
     for y in c.y0..c.y1 {
         let t = (y - c.y0) * 60 / span;
-        f.fill_rect(c.x0, y, c.x1, y + 1, rgb(30 + t as u8 / 2, 80 + t as u8, 140));
+        f.fill_rect(
+            c.x0,
+            y,
+            c.x1,
+            y + 1,
+            rgb(30 + t as u8 / 2, 80 + t as u8, 140),
+        );
     }
     // Menu bar.
     f.fill_rect(c.x0, c.y0, c.x1, c.y0 + ch, rgb(45, 45, 45));
     for (i, item) in ["Files", "Edit", "View", "Help"].iter().enumerate() {
-        draw_text(f, cw / 2 + i as i64 * 4 * cw, c.y0 + ch / 4, item, rgb(230, 230, 230), rgb(45, 45, 45));
+        draw_text(
+            f,
+            cw / 2 + i as i64 * 4 * cw,
+            c.y0 + ch / 4,
+            item,
+            rgb(230, 230, 230),
+            rgb(45, 45, 45),
+        );
     }
     // Icons down the left side with labels.
-    let icons = [rgb(230, 190, 60), rgb(60, 120, 220), rgb(60, 180, 90), rgb(200, 60, 50), rgb(180, 180, 180)];
+    let icons = [
+        rgb(230, 190, 60),
+        rgb(60, 120, 220),
+        rgb(60, 180, 90),
+        rgb(200, 60, 50),
+        rgb(180, 180, 180),
+    ];
     for (i, &colour) in icons.iter().enumerate() {
         let y = c.y0 + 2 * ch + i as i64 * 3 * ch;
         f.fill_rect(cw, y, 3 * cw, y + 2 * ch, colour);
-        f.fill_rect(cw + cw / 2, y + ch / 2, 2 * cw + cw / 2, y + ch, rgb(255, 255, 255));
-        draw_text(f, cw / 2, y + 2 * ch + ch / 8, &format!("item{i}"), rgb(255, 255, 255), rgb(30, 80, 140));
+        f.fill_rect(
+            cw + cw / 2,
+            y + ch / 2,
+            2 * cw + cw / 2,
+            y + ch,
+            rgb(255, 255, 255),
+        );
+        draw_text(
+            f,
+            cw / 2,
+            y + 2 * ch + ch / 8,
+            &format!("item{i}"),
+            rgb(255, 255, 255),
+            rgb(30, 80, 140),
+        );
     }
     // A large static document window.
-    let win = Rect { x0: 6 * cw, y0: c.y0 + 2 * ch, x1: 34 * cw, y1: c.y0 + 12 * ch };
-    f.fill(Rect { x0: win.x0 + cw / 4, y0: win.y0 + ch / 4, x1: win.x1 + cw / 4, y1: win.y1 + ch / 4 }, rgb(15, 40, 70));
+    let win = Rect {
+        x0: 6 * cw,
+        y0: c.y0 + 2 * ch,
+        x1: 34 * cw,
+        y1: c.y0 + 12 * ch,
+    };
+    f.fill(
+        Rect {
+            x0: win.x0 + cw / 4,
+            y0: win.y0 + ch / 4,
+            x1: win.x1 + cw / 4,
+            y1: win.y1 + ch / 4,
+        },
+        rgb(15, 40, 70),
+    );
     f.fill(win, rgb(245, 245, 245));
-    f.fill(Rect { y1: win.y0 + ch, ..win }, rgb(40, 60, 120));
-    draw_text(f, win.x0 + cw / 2, win.y0 + ch / 4, "notes.txt", rgb(255, 255, 255), rgb(40, 60, 120));
+    f.fill(
+        Rect {
+            y1: win.y0 + ch,
+            ..win
+        },
+        rgb(40, 60, 120),
+    );
+    draw_text(
+        f,
+        win.x0 + cw / 2,
+        win.y0 + ch / 4,
+        "notes.txt",
+        rgb(255, 255, 255),
+        rgb(40, 60, 120),
+    );
     for (i, line) in DOCUMENT.iter().enumerate() {
-        draw_text(f, win.x0 + cw / 2, win.y0 + ch + ch / 2 + i as i64 * (ch * 3 / 4 + 1), line, rgb(20, 20, 20), rgb(245, 245, 245));
+        draw_text(
+            f,
+            win.x0 + cw / 2,
+            win.y0 + ch + ch / 2 + i as i64 * (ch * 3 / 4 + 1),
+            line,
+            rgb(20, 20, 20),
+            rgb(245, 245, 245),
+        );
     }
 }
 
@@ -267,17 +380,34 @@ pub fn desktop_window_rect(width: u32, height: u32, frame_no: u32) -> Rect {
     let travel = u64::from(frame_no) * step(width);
     let x = c.x0 + 4 * cw + bounce(travel, c.width() - 8 * cw - ww);
     let y = c.y0 + 2 * ch + bounce(travel * 2 / 3, c.height() - 3 * ch - wh);
-    Rect { x0: x, y0: y, x1: x + ww, y1: y + wh }
+    Rect {
+        x0: x,
+        y0: y,
+        x1: x + ww,
+        y1: y + wh,
+    }
 }
 
 fn draw_desktop_window(f: &mut Frame, frame_no: u32) {
     let (cw, ch) = unit(f);
     let r = desktop_window_rect(f.width, f.height, frame_no);
     f.fill(r, rgb(250, 240, 200));
-    f.fill(Rect { y1: r.y0 + ch * 2 / 3, ..r }, rgb(40, 140, 80));
+    f.fill(
+        Rect {
+            y1: r.y0 + ch * 2 / 3,
+            ..r
+        },
+        rgb(40, 140, 80),
+    );
     for i in 0..3 {
         let y = r.y0 + ch + i * ch * 2 / 3;
-        f.fill_rect(r.x0 + cw / 3, y, r.x1 - cw / 3 - i * cw / 2, y + ch / 4, rgb(90, 90, 90));
+        f.fill_rect(
+            r.x0 + cw / 3,
+            y,
+            r.x1 - cw / 3 - i * cw / 2,
+            y + ch / 4,
+            rgb(90, 90, 90),
+        );
     }
 }
 
@@ -345,7 +475,10 @@ mod tests {
                 assert!(a == b, "{scene} {w}x{h} not deterministic");
                 let d = decode_strip(&a.view()).expect("strip");
                 assert_eq!((d.frame, d.timestamp_us), (17, ts(17)));
-                assert!(a != render(scene, w, h, 18, ts(18), None), "{scene}: consecutive frames equal");
+                assert!(
+                    a != render(scene, w, h, 18, ts(18), None),
+                    "{scene}: consecutive frames equal"
+                );
             }
         }
     }
@@ -360,10 +493,17 @@ mod tests {
                 let (a, b) = (r.render(n, ts(n), None), r.render(n + 1, ts(n + 1), None));
                 total += changed_tile_fraction(&a, &b);
                 // The same two frames with an identical strip: what the window alone changes.
-                window_only += changed_tile_fraction(&a, &r.render(n + 1, ts(n), None).clone_with_strip_of(n, ts(n)));
+                window_only += changed_tile_fraction(
+                    &a,
+                    &r.render(n + 1, ts(n), None).clone_with_strip_of(n, ts(n)),
+                );
             }
             let (total, window_only) = (total / f64::from(frames), window_only / f64::from(frames));
-            eprintln!("desktop {w}x{h}: {:.1}% tiles change per frame ({:.1}% from the window)", total * 100.0, window_only * 100.0);
+            eprintln!(
+                "desktop {w}x{h}: {:.1}% tiles change per frame ({:.1}% from the window)",
+                total * 100.0,
+                window_only * 100.0
+            );
             assert!((0.02..=0.06).contains(&window_only), "window {window_only}");
             assert!(total <= 0.12, "total {total}");
         }
@@ -371,11 +511,18 @@ mod tests {
 
     #[test]
     fn noise_changes_everything() {
-        let (a, b) = (render(Scene::Noise, 640, 360, 5, 0, None), render(Scene::Noise, 640, 360, 6, 0, None));
+        let (a, b) = (
+            render(Scene::Noise, 640, 360, 5, 0, None),
+            render(Scene::Noise, 640, 360, 6, 0, None),
+        );
         assert_eq!(changed_tile_fraction(&a, &b), 1.0);
         // Below the strip (which changes only where bits do) practically every pixel is new.
         let top = super::super::grid::strip_bottom(360) as usize * 640;
-        let same = a.pixels[top..].iter().zip(&b.pixels[top..]).filter(|(p, q)| p == q).count();
+        let same = a.pixels[top..]
+            .iter()
+            .zip(&b.pixels[top..])
+            .filter(|(p, q)| p == q)
+            .count();
         assert!(same < a.pixels.len() / 1000, "{same} pixels unchanged");
     }
 
@@ -385,7 +532,11 @@ mod tests {
         let top = super::super::grid::strip_bottom(360) as usize * 640;
         for n in 0..300 {
             let (a, b) = (r.render(n, 0, None), r.render(n + 1, 0, None));
-            assert!(a.pixels[top..] != b.pixels[top..], "frame {n} equals frame {}", n + 1);
+            assert!(
+                a.pixels[top..] != b.pixels[top..],
+                "frame {n} equals frame {}",
+                n + 1
+            );
         }
     }
 
@@ -404,7 +555,13 @@ mod tests {
     impl Frame {
         /// Test helper: this frame with the strip redrawn for (frame, ts).
         fn clone_with_strip_of(mut self, frame: u32, timestamp_us: u64) -> Frame {
-            draw_strip(&mut self, &StripData { frame, timestamp_us });
+            draw_strip(
+                &mut self,
+                &StripData {
+                    frame,
+                    timestamp_us,
+                },
+            );
             self
         }
     }
@@ -425,5 +582,56 @@ mod tests {
             assert_eq!(s.name().parse::<Scene>(), Ok(s));
         }
         assert!("bogus".parse::<Scene>().is_err());
+    }
+
+    /// Cost report, not a check: `cargo test --release -p pvgate-guest-sim report_render_cost
+    /// -- --ignored --nocapture`. Speed is never asserted in tests.
+    #[test]
+    #[ignore]
+    fn report_render_cost() {
+        use super::super::pixfmt::{encode, min_pitch, PixelFormat};
+        use std::time::Instant;
+        let (w, h) = (1920, 1080);
+        let mut input = InputState::new(w, h);
+        for e in crate::content::input::events_for_text("typing something") {
+            input.apply(e);
+        }
+        for scene in Scene::ALL {
+            let r = Renderer::new(scene, w, h);
+            let mut f = Frame::new(w, h);
+            let t = Instant::now();
+            for n in 0..120 {
+                r.render_into(&mut f, n, ts(n), Some(&input));
+            }
+            eprintln!(
+                "{scene} {w}x{h}: {:.2} ms/frame",
+                t.elapsed().as_secs_f64() * 1e3 / 120.0
+            );
+        }
+        let f = render(Scene::Pattern, w, h, 1, 1, None);
+        for format in PixelFormat::ALL {
+            let pitch = min_pitch(format, w);
+            let mut out = vec![0u8; pitch * h as usize];
+            let t = Instant::now();
+            for _ in 0..30 {
+                encode(&f, format, pitch, &mut out).unwrap();
+            }
+            eprintln!(
+                "encode {}: {:.2} ms/frame",
+                format.name(),
+                t.elapsed().as_secs_f64() * 1e3 / 30.0
+            );
+        }
+        let t = Instant::now();
+        for _ in 0..30 {
+            assert!(decode_strip(&f.view()).is_some());
+        }
+        eprintln!(
+            "decode_strip: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / 30.0
+        );
+        let t = Instant::now();
+        let _ = find_cursor(&f.view());
+        eprintln!("find_cursor: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
     }
 }

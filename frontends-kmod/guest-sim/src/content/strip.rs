@@ -152,7 +152,8 @@ pub fn decode_strip(view: &ImageView<'_>) -> Option<StripData> {
     // Each marker individually clear of the threshold: a picture with one bright corner is no
     // strip.
     let margin = contrast / 4;
-    if black.iter().any(|&l| l + margin > threshold) || white.iter().any(|&l| l < threshold + margin)
+    if black.iter().any(|&l| l + margin > threshold)
+        || white.iter().any(|&l| l < threshold + margin)
     {
         return None;
     }
@@ -188,7 +189,11 @@ mod tests {
         // Busy background so "no strip" really means something else is there.
         for y in 0..h {
             for x in 0..w {
-                f.set(i64::from(x), i64::from(y), rgb((x * 7) as u8, (y * 3) as u8, ((x + y) * 5) as u8));
+                f.set(
+                    i64::from(x),
+                    i64::from(y),
+                    rgb((x * 7) as u8, (y * 3) as u8, ((x + y) * 5) as u8),
+                );
             }
         }
         f
@@ -196,10 +201,21 @@ mod tests {
 
     #[test]
     fn strip_round_trip_at_several_sizes() {
-        for (w, h) in [(320, 240), (640, 360), (640, 480), (1024, 768), (1280, 720), (1920, 1080), (3840, 2160)] {
+        for (w, h) in [
+            (320, 240),
+            (640, 360),
+            (640, 480),
+            (1024, 768),
+            (1280, 720),
+            (1920, 1080),
+            (3840, 2160),
+        ] {
             for n in [0u32, 1, 63, 64, 0xdead_beef, u32::MAX] {
                 let mut f = grey_frame(w, h);
-                let d = StripData { frame: n, timestamp_us: u64::MAX - u64::from(n) };
+                let d = StripData {
+                    frame: n,
+                    timestamp_us: u64::MAX - u64::from(n),
+                };
                 draw_strip(&mut f, &d);
                 assert_eq!(decode_strip(&f.view()), Some(d), "{w}x{h} frame {n}");
             }
@@ -213,7 +229,8 @@ mod tests {
                 let mut f = grey_frame(w, h);
                 let d = sample(n);
                 draw_strip(&mut f, &d);
-                let rough = degrade::jpeg_like(&degrade::add_noise(&degrade::box_blur(&f, 2), 24, n), 24);
+                let rough =
+                    degrade::jpeg_like(&degrade::add_noise(&degrade::box_blur(&f, 2), 24, n), 24);
                 assert_eq!(decode_strip(&rough.view()), Some(d), "{w}x{h} frame {n}");
             }
         }
@@ -228,7 +245,11 @@ mod tests {
             let s = degrade::scale_bilinear(&f, w, h);
             assert_eq!(decode_strip(&s.view()), Some(d), "scaled to {w}x{h}");
             let rough = degrade::jpeg_like(&degrade::add_noise(&s, 16, 1), 20);
-            assert_eq!(decode_strip(&rough.view()), Some(d), "scaled to {w}x{h} then degraded");
+            assert_eq!(
+                decode_strip(&rough.view()),
+                Some(d),
+                "scaled to {w}x{h} then degraded"
+            );
         }
     }
 
@@ -247,9 +268,23 @@ mod tests {
                 rgba[i..i + 4].copy_from_slice(&[r, g, b, 255]);
             }
         }
-        let canvas = ImageView::new(&rgba, cw, ch, (cw * 4) as usize, super::super::view::PixelLayout::Rgba).unwrap();
-        assert_eq!(decode_strip(&canvas), None, "strip is not at the top of the whole canvas");
-        assert_eq!(decode_strip(&canvas.crop(0, 20, 640, 360).unwrap()), Some(d));
+        let canvas = ImageView::new(
+            &rgba,
+            cw,
+            ch,
+            (cw * 4) as usize,
+            super::super::view::PixelLayout::Rgba,
+        )
+        .unwrap();
+        assert_eq!(
+            decode_strip(&canvas),
+            None,
+            "strip is not at the top of the whole canvas"
+        );
+        assert_eq!(
+            decode_strip(&canvas.crop(0, 20, 640, 360).unwrap()),
+            Some(d)
+        );
         // A luma plane in limited range (16..235), as a decoder's Y plane would be.
         let y: Vec<u8> = (0..360)
             .flat_map(|yy| (0..640).map(move |xx| (yy, xx)))
@@ -258,7 +293,8 @@ mod tests {
                 16 + (u32::from(super::super::view::luma_of(r, g, b)) * 219 / 255) as u8
             })
             .collect();
-        let luma = ImageView::new(&y, 640, 360, 640, super::super::view::PixelLayout::Luma).unwrap();
+        let luma =
+            ImageView::new(&y, 640, 360, 640, super::super::view::PixelLayout::Luma).unwrap();
         assert_eq!(decode_strip(&luma), Some(d));
     }
 
@@ -281,7 +317,10 @@ mod tests {
                     s ^= s << 13;
                     s ^= s >> 7;
                     s ^= s << 17;
-                    f.fill(cell(640, 360, col, row), if s & 1 == 1 { WHITE } else { BLACK });
+                    f.fill(
+                        cell(640, 360, col, row),
+                        if s & 1 == 1 { WHITE } else { BLACK },
+                    );
                 }
             }
             if decode_strip(&f.view()).is_none() {

@@ -34,7 +34,11 @@ pub struct ToneGenerator {
 impl ToneGenerator {
     /// `channels` channels at the default frequencies.
     pub fn new(rate: u32, channels: usize, level_dbfs: f64) -> Self {
-        Self::with_frequencies(rate, (0..channels).map(default_frequency).collect(), level_dbfs)
+        Self::with_frequencies(
+            rate,
+            (0..channels).map(default_frequency).collect(),
+            level_dbfs,
+        )
     }
 
     pub fn with_frequencies(rate: u32, frequencies: Vec<f64>, level_dbfs: f64) -> Self {
@@ -70,7 +74,11 @@ impl ToneGenerator {
         }
         let mut frames = out.chunks_exact_mut(ch);
         for frame in &mut frames {
-            for ((s, phase), f) in frame.iter_mut().zip(self.phase.iter_mut()).zip(&self.frequencies) {
+            for ((s, phase), f) in frame
+                .iter_mut()
+                .zip(self.phase.iter_mut())
+                .zip(&self.frequencies)
+            {
                 *s = (self.amplitude * (TAU * *phase).sin()) as f32;
                 *phase += f / f64::from(self.rate);
                 *phase -= phase.floor();
@@ -99,7 +107,12 @@ pub fn channel(samples: &[f32], channels: usize, index: usize) -> Vec<f32> {
     if channels == 0 {
         return Vec::new();
     }
-    samples.iter().skip(index).step_by(channels).copied().collect()
+    samples
+        .iter()
+        .skip(index)
+        .step_by(channels)
+        .copied()
+        .collect()
 }
 
 /// What the analyser found.
@@ -112,7 +125,9 @@ pub struct ToneMeasurement {
 
 /// Periodic Hann window: low leakage, so a weaker tone 220 Hz away does not bias the peak.
 fn hann(n: usize) -> Vec<f64> {
-    (0..n).map(|i| 0.5 - 0.5 * (TAU * i as f64 / n as f64).cos()).collect()
+    (0..n)
+        .map(|i| 0.5 - 0.5 * (TAU * i as f64 / n as f64).cos())
+        .collect()
 }
 
 /// |Σ w·x·e^(-iωn)| at one frequency: the windowed spectrum between FFT bins.
@@ -139,7 +154,10 @@ fn to_dbfs(magnitude: f64, window: &[f64]) -> f64 {
 /// Level in dBFS of the component at exactly `hz` (e.g. to check a channel carries *no* 440 Hz).
 pub fn level_at(samples: &[f32], rate: u32, hz: f64) -> f64 {
     let window = hann(samples.len());
-    to_dbfs(windowed_magnitude(samples, &window, f64::from(rate), hz), &window)
+    to_dbfs(
+        windowed_magnitude(samples, &window, f64::from(rate), hz),
+        &window,
+    )
 }
 
 /// The strongest tone in a mono signal: FFT peak, then a golden-section search of the
@@ -215,7 +233,10 @@ mod tests {
                 let s = g.next_frames(rate as usize);
                 for (i, want) in [440.0, 660.0].into_iter().enumerate() {
                     let m = measure_tone(&channel(&s, 2, i), rate).unwrap();
-                    assert!((m.frequency_hz - want).abs() < 0.1, "{rate} Hz ch{i}: {m:?}");
+                    assert!(
+                        (m.frequency_hz - want).abs() < 0.1,
+                        "{rate} Hz ch{i}: {m:?}"
+                    );
                     assert!((m.level_dbfs - level).abs() < 0.1, "{rate} Hz ch{i}: {m:?}");
                     // The other channel's tone is absent.
                     let other = [660.0, 440.0][i];
@@ -230,9 +251,15 @@ mod tests {
         let mut g = ToneGenerator::with_frequencies(48_000, vec![1000.37, 97.5], -3.0);
         let s = g.next_frames(48_000);
         let m = measure_tone(&channel(&s, 2, 0), 48_000).unwrap();
-        assert!((m.frequency_hz - 1000.37).abs() < 0.05 && (m.level_dbfs + 3.0).abs() < 0.1, "{m:?}");
+        assert!(
+            (m.frequency_hz - 1000.37).abs() < 0.05 && (m.level_dbfs + 3.0).abs() < 0.1,
+            "{m:?}"
+        );
         let m = measure_tone(&channel(&s, 2, 1), 48_000).unwrap();
-        assert!((m.frequency_hz - 97.5).abs() < 0.05 && (m.level_dbfs + 3.0).abs() < 0.1, "{m:?}");
+        assert!(
+            (m.frequency_hz - 97.5).abs() < 0.05 && (m.level_dbfs + 3.0).abs() < 0.1,
+            "{m:?}"
+        );
         // 100 ms: coarser bins, still well within ±1 Hz.
         let m = measure_tone(&channel(&s[..9_600], 2, 0), 48_000).unwrap();
         assert!((m.frequency_hz - 1000.37).abs() < 0.5, "{m:?}");
@@ -268,7 +295,9 @@ mod tests {
                 assert!((m.level_dbfs + 6.0).abs() < 0.5, "{f:?} ch{i}: {m:?}");
             }
         }
-        assert!(ToneGenerator::new(rate, 2, 0.0).next_bytes(10, PcmFormat::Gsm).is_err());
+        assert!(ToneGenerator::new(rate, 2, 0.0)
+            .next_bytes(10, PcmFormat::Gsm)
+            .is_err());
     }
 
     #[test]

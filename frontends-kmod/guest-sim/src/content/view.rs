@@ -180,7 +180,8 @@ impl<'a> ImageView<'a> {
                 [(px >> 16) as u8, (px >> 8) as u8, px as u8]
             }
             Pixels::Bytes(bytes, layout) => {
-                let i = self.origin + y as usize * self.stride + x as usize * layout.bytes_per_pixel();
+                let i =
+                    self.origin + y as usize * self.stride + x as usize * layout.bytes_per_pixel();
                 let b = |k: usize| bytes.get(i + k).copied().unwrap_or(0);
                 match layout {
                     PixelLayout::Rgb | PixelLayout::Rgba => [b(0), b(1), b(2)],
@@ -255,4 +256,97 @@ pub fn psnr(a: &ImageView<'_>, b: &ImageView<'_>) -> Option<f64> {
     }
     let mse = sse as f64 / n as f64;
     Some(10.0 * (255.0f64 * 255.0 / mse).log10())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::{rgb, Frame, Rect};
+    use super::*;
+
+    #[test]
+    fn layouts_read_the_same_colour() {
+        let (r, g, b) = (10u8, 200u8, 30u8);
+        let rgb3 = [r, g, b, 0, 0, 0];
+        let rgba = [r, g, b, 255, 0, 0, 0, 0];
+        let bgra = [b, g, r, 0, 0, 0, 0, 0];
+        for (data, layout) in [
+            (&rgb3[..], PixelLayout::Rgb),
+            (&rgba[..], PixelLayout::Rgba),
+            (&bgra[..], PixelLayout::Bgra),
+        ] {
+            let v = ImageView::new(data, 2, 1, data.len(), layout).unwrap();
+            assert_eq!(v.rgb(0, 0), [r, g, b], "{layout:?}");
+            assert_eq!(v.luma(0, 0), luma_of(r, g, b));
+            assert_eq!(v.rgb(5, 0), [0; 3], "outside reads black");
+        }
+        let luma = ImageView::new(&[77u8, 1], 2, 1, 2, PixelLayout::Luma).unwrap();
+        assert_eq!((luma.luma(0, 0), luma.rgb(0, 0)), (77, [77; 3]));
+        let words = [rgb(r, g, b)];
+        assert_eq!(ImageView::from_xrgb(&words, 1, 1).rgb(0, 0), [r, g, b]);
+    }
+
+    #[test]
+    fn bad_geometry_is_refused() {
+        let buf = [0u8; 100];
+        assert!(matches!(
+            ImageView::new(&buf, 10, 2, 29, PixelLayout::Rgb),
+            Err(ViewError::StrideTooSmall { .. })
+        ));
+        assert!(matches!(
+            ImageView::new(&buf, 10, 4, 30, PixelLayout::Rgb),
+            Err(ViewError::BufferTooSmall { needed: 120, .. })
+        ));
+        assert!(ImageView::new(&buf, 10, 3, 33, PixelLayout::Rgb).is_ok()); // 33*2+30 = 96
+        assert!(ImageView::new(&buf, u32::MAX, 2, usize::MAX, PixelLayout::Rgba).is_err());
+        let v = ImageView::new(&buf, 5, 5, 20, PixelLayout::Rgba).unwrap();
+        assert!(v.crop(3, 3, 3, 1).is_err());
+        assert!(v.crop(u32::MAX, 0, 2, 1).is_err());
+        assert_eq!(v.crop(2, 3, 3, 2).unwrap().width(), 3);
+    }
+
+    #[test]
+    fn crop_offsets_both_kinds_of_buffer() {
+        let mut f = Frame::new(8, 6);
+        f.set(5, 4, rgb(1, 2, 3));
+        let v = f.view().crop(4, 3, 4, 3).unwrap();
+        assert_eq!(v.rgb(1, 1), [1, 2, 3]);
+        let bytes: Vec<u8> = f.pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
+        let b = ImageView::new(&bytes, 8, 6, 32, PixelLayout::Bgra).unwrap();
+        assert_eq!(b.crop(4, 3, 4, 3).unwrap().rgb(1, 1), [1, 2, 3]);
+        assert_eq!(
+            b.crop(4, 3, 4, 3)
+                .unwrap()
+                .crop(1, 1, 1, 1)
+                .unwrap()
+                .rgb(0, 0),
+            [1, 2, 3]
+        );
+        let r = Rect {
+            x0: 4,
+            y0: 3,
+            x1: 8,
+            y1: 6,
+        };
+        assert_eq!(
+            v.mean_luma(Rect {
+                x0: -10,
+                y0: -10,
+                x1: 100,
+                y1: 100
+            }),
+            f.view().mean_luma(r)
+        );
+    }
+
+    #[test]
+    fn psnr_of_known_errors() {
+        let a = Frame::new(10, 10);
+        let mut b = a.clone();
+        assert_eq!(psnr(&a.view(), &b.view()), Some(f64::INFINITY));
+        // Every channel off by 1: MSE 1 → 20·log10(255) ≈ 48.13 dB.
+        b.fill_rect(0, 0, 10, 10, rgb(1, 1, 1));
+        let p = psnr(&a.view(), &b.view()).unwrap();
+        assert!((p - 48.1308).abs() < 1e-3, "{p}");
+        assert_eq!(psnr(&a.view(), &Frame::new(10, 9).view()), None);
+    }
 }
