@@ -206,18 +206,25 @@ impl DisplayConfig {
             connectors: Vec::new(),
         };
         for token in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let (key, value) = key_value(token).ok_or_else(|| err(D, format!("'{token}' is not key=value")))?;
+            let (key, value) =
+                key_value(token).ok_or_else(|| err(D, format!("'{token}' is not key=value")))?;
             match key {
                 "backend" => cfg.backend = parse_backend(D, value)?,
                 "be-alloc" => cfg.be_alloc = parse_bool(D, key, value)?,
                 "connectors" => {
-                    for (i, conn) in value.split(';').map(str::trim).filter(|c| !c.is_empty()).enumerate() {
+                    for (i, conn) in value
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .enumerate()
+                    {
                         let (id, res) = match conn.split_once(':') {
                             Some((id, res)) => (id.to_string(), res),
                             None => (format!("conn{i}"), conn),
                         };
-                        let (width, height) = parse_resolution(res)
-                            .ok_or_else(|| err(D, format!("connector '{conn}': resolution must be WxH")))?;
+                        let (width, height) = parse_resolution(res).ok_or_else(|| {
+                            err(D, format!("connector '{conn}': resolution must be WxH"))
+                        })?;
                         cfg.connectors.push(ConnectorConfig {
                             unique_id: id,
                             width,
@@ -270,7 +277,10 @@ const PCM_FORMATS: &[(&str, &str)] = &[
 
 fn parse_format(name: &str) -> Option<&'static str> {
     let lower = name.trim().to_ascii_lowercase();
-    PCM_FORMATS.iter().find(|(alias, _)| *alias == lower).map(|(_, canon)| *canon)
+    PCM_FORMATS
+        .iter()
+        .find(|(alias, _)| *alias == lower)
+        .map(|(_, canon)| *canon)
 }
 
 impl PcmParams {
@@ -366,10 +376,16 @@ impl SoundCardConfig {
                         params: PcmParams::default(),
                     });
                 }
-                other => return Err(err(D, format!("item must start with card, pcm or stream, not '{other}'"))),
+                other => {
+                    return Err(err(
+                        D,
+                        format!("item must start with card, pcm or stream, not '{other}'"),
+                    ))
+                }
             }
             for token in tokens {
-                let (key, value) = key_value(token).ok_or_else(|| err(D, format!("'{token}' is not key=value")))?;
+                let (key, value) = key_value(token)
+                    .ok_or_else(|| err(D, format!("'{token}' is not key=value")))?;
                 match kind.as_str() {
                     "card" => {
                         if card.params.apply(key, value)? {
@@ -407,7 +423,12 @@ impl SoundCardConfig {
                                 stream.stream_type = match value.to_ascii_lowercase().as_str() {
                                     "p" | "playback" => StreamType::Playback,
                                     "c" | "capture" => StreamType::Capture,
-                                    _ => return Err(err(D, format!("stream type '{value}': use p or c"))),
+                                    _ => {
+                                        return Err(err(
+                                            D,
+                                            format!("stream type '{value}': use p or c"),
+                                        ))
+                                    }
                                 }
                             }
                             _ => return Err(err(D, format!("stream: unknown key '{key}'"))),
@@ -435,10 +456,12 @@ impl SoundCardConfig {
     /// All streams in the order snd-xen-front numbers them (device by
     /// device, stream node by stream node), with their device index.
     pub fn streams(&self) -> impl Iterator<Item = (usize, usize, &StreamConfig)> {
-        self.pcms
-            .iter()
-            .enumerate()
-            .flat_map(|(d, pcm)| pcm.streams.iter().enumerate().map(move |(s, st)| (d, s, st)))
+        self.pcms.iter().enumerate().flat_map(|(d, pcm)| {
+            pcm.streams
+                .iter()
+                .enumerate()
+                .map(move |(s, st)| (d, s, st))
+        })
     }
 }
 
@@ -448,19 +471,29 @@ impl InputConfig {
         const D: &str = "vkb";
         let mut cfg = InputConfig::default();
         for token in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let (key, value) = key_value(token).ok_or_else(|| err(D, format!("'{token}' is not key=value")))?;
+            let (key, value) =
+                key_value(token).ok_or_else(|| err(D, format!("'{token}' is not key=value")))?;
             match key {
                 "backend" => cfg.backend = parse_backend(D, value)?,
                 "backend-type" => {
                     cfg.backend_type = match value {
                         "qemu" => InputBackendType::Qemu,
                         "linux" => InputBackendType::Linux,
-                        _ => return Err(err(D, format!("backend-type '{value}': use qemu or linux"))),
+                        _ => {
+                            return Err(err(
+                                D,
+                                format!("backend-type '{value}': use qemu or linux"),
+                            ))
+                        }
                     }
                 }
                 "unique-id" => cfg.unique_id = Some(value.to_string()),
-                "feature-disable-keyboard" => cfg.feature_disable_keyboard = parse_bool(D, key, value)?,
-                "feature-disable-pointer" => cfg.feature_disable_pointer = parse_bool(D, key, value)?,
+                "feature-disable-keyboard" => {
+                    cfg.feature_disable_keyboard = parse_bool(D, key, value)?
+                }
+                "feature-disable-pointer" => {
+                    cfg.feature_disable_pointer = parse_bool(D, key, value)?
+                }
                 "feature-abs-pointer" => cfg.feature_abs_pointer = parse_bool(D, key, value)?,
                 "feature-raw-pointer" => cfg.feature_raw_pointer = parse_bool(D, key, value)?,
                 "feature-multi-touch" => cfg.feature_multi_touch = parse_bool(D, key, value)?,
@@ -468,13 +501,18 @@ impl InputConfig {
                 "height" => cfg.height = Some(parse_u32(D, key, value)?),
                 "multi-touch-width" => cfg.multi_touch_width = Some(parse_u32(D, key, value)?),
                 "multi-touch-height" => cfg.multi_touch_height = Some(parse_u32(D, key, value)?),
-                "multi-touch-num-contacts" => cfg.multi_touch_num_contacts = Some(parse_u32(D, key, value)?),
+                "multi-touch-num-contacts" => {
+                    cfg.multi_touch_num_contacts = Some(parse_u32(D, key, value)?)
+                }
                 _ => return Err(err(D, format!("unknown key '{key}'"))),
             }
         }
         // As xl does: any multi-touch geometry turns the feature on, and the
         // feature needs a geometry.
-        if cfg.multi_touch_width.is_some() || cfg.multi_touch_height.is_some() || cfg.multi_touch_num_contacts.is_some() {
+        if cfg.multi_touch_width.is_some()
+            || cfg.multi_touch_height.is_some()
+            || cfg.multi_touch_num_contacts.is_some()
+        {
             cfg.feature_multi_touch = true;
         }
         if cfg.feature_multi_touch
@@ -505,14 +543,23 @@ mod tests {
 
     #[test]
     fn vdispl_with_and_without_ids() {
-        let d = DisplayConfig::parse("backend=0,be-alloc=1,connectors=1280x720;right:1920x1080").unwrap();
+        let d = DisplayConfig::parse("backend=0,be-alloc=1,connectors=1280x720;right:1920x1080")
+            .unwrap();
         assert_eq!(d.backend, 0);
         assert!(d.be_alloc);
         assert_eq!(
             d.connectors,
             vec![
-                ConnectorConfig { unique_id: "conn0".into(), width: 1280, height: 720 },
-                ConnectorConfig { unique_id: "right".into(), width: 1920, height: 1080 },
+                ConnectorConfig {
+                    unique_id: "conn0".into(),
+                    width: 1280,
+                    height: 720
+                },
+                ConnectorConfig {
+                    unique_id: "right".into(),
+                    width: 1920,
+                    height: 1080
+                },
             ]
         );
         assert!(DisplayConfig::parse("connectors=12x").is_err());

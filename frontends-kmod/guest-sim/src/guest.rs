@@ -70,7 +70,11 @@ impl<S> DeviceHandle<S> {
 
     /// Wait until the device is connected (a new connection if `after` is
     /// the previous one: for tests of backend restarts).
-    pub async fn connected_after(&self, after: Option<&Arc<S>>, wait: Duration) -> Result<Arc<S>, WaitError> {
+    pub async fn connected_after(
+        &self,
+        after: Option<&Arc<S>>,
+        wait: Duration,
+    ) -> Result<Arc<S>, WaitError> {
         let mut rx = self.session.clone();
         let res = tokio::time::timeout(wait, async {
             loop {
@@ -170,7 +174,11 @@ fn input_frame_size(config: &GuestConfig) -> (u32, u32) {
 impl GuestSim {
     /// Start the frontends for every device in `config` (the toolstack must
     /// already have created them). `platform` acts as the guest.
-    pub async fn start(config: GuestConfig, platform: Platform, opts: StartOptions) -> anyhow::Result<GuestSim> {
+    pub async fn start(
+        config: GuestConfig,
+        platform: Platform,
+        opts: StartOptions,
+    ) -> anyhow::Result<GuestSim> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let dom = format!("/local/domain/{}/device", config.domid);
@@ -181,7 +189,9 @@ impl GuestSim {
             let (session_tx, session_rx) = watch::channel(None);
             let (state_tx, state_rx) = watch::channel(XenbusState::Initialising);
             let ops = DisplayOps::new(platform.clone(), session_tx);
-            let policy = FrontendPolicy::new(Driver::Display { be_alloc: d.be_alloc });
+            let policy = FrontendPolicy::new(Driver::Display {
+                be_alloc: d.be_alloc,
+            });
             let label = format!("vdispl/{i}");
             tasks.push(tokio::spawn(driver::run(
                 dev,

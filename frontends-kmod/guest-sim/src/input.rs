@@ -47,13 +47,21 @@ pub struct InputFeatures {
 pub async fn read_features(dev: &XenbusDevice) -> InputFeatures {
     let (dw, dh) = DEFAULT_POINTER_SIZE;
     InputFeatures {
-        keyboard: dev.read_backend_unsigned("feature-disable-keyboard", 0).await == 0,
-        pointer: dev.read_backend_unsigned("feature-disable-pointer", 0).await == 0,
+        keyboard: dev
+            .read_backend_unsigned("feature-disable-keyboard", 0)
+            .await
+            == 0,
+        pointer: dev
+            .read_backend_unsigned("feature-disable-pointer", 0)
+            .await
+            == 0,
         abs_pointer: dev.read_backend_unsigned("feature-abs-pointer", 0).await != 0,
         multi_touch: dev.read_backend_unsigned("feature-multi-touch", 0).await != 0,
         width: dev.read_backend_unsigned("width", dw).await,
         height: dev.read_backend_unsigned("height", dh).await,
-        mt_contacts: dev.read_backend_unsigned("multi-touch-num-contacts", 1).await,
+        mt_contacts: dev
+            .read_backend_unsigned("multi-touch-num-contacts", 1)
+            .await,
         mt_width: dev.read_backend_unsigned("multi-touch-width", dw).await,
         mt_height: dev.read_backend_unsigned("multi-touch-height", dh).await,
     }
@@ -70,7 +78,8 @@ fn scale(v: i32, from: u32, to: u32) -> i32 {
     if from == 0 {
         return v;
     }
-    (i64::from(v) * i64::from(to) / i64::from(from)).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    (i64::from(v) * i64::from(to) / i64::from(from)).clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+        as i32
 }
 
 impl EventTranslator {
@@ -83,11 +92,21 @@ impl EventTranslator {
         let (fw, fh) = self.frame;
         let mut out = Vec::new();
         match *ev {
-            KbdInEvent::Motion { rel_x, rel_y, rel_z } => {
-                out.push(InputEvent::RelMotion { dx: rel_x, dy: rel_y });
+            KbdInEvent::Motion {
+                rel_x,
+                rel_y,
+                rel_z,
+            } => {
+                out.push(InputEvent::RelMotion {
+                    dx: rel_x,
+                    dy: rel_y,
+                });
                 if rel_z != 0 {
                     // REL_WHEEL gets -rel_z.
-                    out.push(InputEvent::Wheel { dx: 0, dy: rel_z.saturating_neg() });
+                    out.push(InputEvent::Wheel {
+                        dx: 0,
+                        dy: rel_z.saturating_neg(),
+                    });
                 }
             }
             KbdInEvent::Key { pressed, keycode } => {
@@ -95,13 +114,20 @@ impl EventTranslator {
                     out.push(InputEvent::Key { code, pressed });
                 }
             }
-            KbdInEvent::Position { abs_x, abs_y, rel_z } => {
+            KbdInEvent::Position {
+                abs_x,
+                abs_y,
+                rel_z,
+            } => {
                 out.push(InputEvent::Motion {
                     x: scale(abs_x, f.width, fw),
                     y: scale(abs_y, f.height, fh),
                 });
                 if rel_z != 0 {
-                    out.push(InputEvent::Wheel { dx: 0, dy: rel_z.saturating_neg() });
+                    out.push(InputEvent::Wheel {
+                        dx: 0,
+                        dy: rel_z.saturating_neg(),
+                    });
                 }
             }
             KbdInEvent::MultiTouch { contact_id, event } => {
@@ -168,16 +194,24 @@ impl FrontendOps for InputOps {
     async fn publish(&mut self, dev: &XenbusDevice) -> Result<(), String> {
         let features = read_features(dev).await;
         if features.multi_touch {
-            dev.write_own("request-multi-touch", "1").await.map_err(|e| e.to_string())?;
+            dev.write_own("request-multi-touch", "1")
+                .await
+                .map_err(|e| e.to_string())?;
         }
         if features.pointer && features.abs_pointer {
-            dev.write_own("request-abs-pointer", "1").await.map_err(|e| e.to_string())?;
+            dev.write_own("request-abs-pointer", "1")
+                .await
+                .map_err(|e| e.to_string())?;
         }
         if !(features.keyboard || features.pointer || features.multi_touch) {
             return Err("backend disabled keyboard, pointer and has no multi-touch".into());
         }
         let page = GrantedPage::allocate(&self.platform, dev.otherend_id).await?;
-        let frame = self.frame_lookup.as_ref().and_then(|f| f(page.gref)).unwrap_or(0);
+        let frame = self
+            .frame_lookup
+            .as_ref()
+            .and_then(|f| f(page.gref))
+            .unwrap_or(0);
         // Start consuming before publishing, as the driver binds its
         // interrupt handler first.
         let translator = EventTranslator::new(features, self.frame_size);
@@ -201,7 +235,9 @@ impl FrontendOps for InputOps {
                         Ok(Some(raw)) => {
                             any = true;
                             // Unknown types are ignored, as the driver does.
-                            let Ok(ev) = KbdInEvent::decode(&raw) else { continue };
+                            let Ok(ev) = KbdInEvent::decode(&raw) else {
+                                continue;
+                            };
                             tracing::debug!(%label, ?ev, "input event");
                             {
                                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -229,11 +265,16 @@ impl FrontendOps for InputOps {
         let keys = vec![
             (format!("{}/page-ref", dev.nodename), frame.to_string()),
             (format!("{}/page-gref", dev.nodename), page.gref.to_string()),
-            (format!("{}/event-channel", dev.nodename), page.port().to_string()),
+            (
+                format!("{}/event-channel", dev.nodename),
+                page.port().to_string(),
+            ),
         ];
         self.page = Some(page);
         self.features = Some(features);
-        publish_keys(dev, keys).await.map_err(|e| format!("writing xenstore: {e}"))
+        publish_keys(dev, keys)
+            .await
+            .map_err(|e| format!("writing xenstore: {e}"))
     }
 
     async fn connect(&mut self, _dev: &XenbusDevice) -> Result<(), String> {
@@ -263,17 +304,46 @@ mod tests {
         };
         let t = EventTranslator::new(f, (2000, 1000));
         assert_eq!(
-            t.translate(&KbdInEvent::Position { abs_x: 500, abs_y: 250, rel_z: 1 }),
-            vec![InputEvent::Motion { x: 1000, y: 500 }, InputEvent::Wheel { dx: 0, dy: -1 }]
+            t.translate(&KbdInEvent::Position {
+                abs_x: 500,
+                abs_y: 250,
+                rel_z: 1
+            }),
+            vec![
+                InputEvent::Motion { x: 1000, y: 500 },
+                InputEvent::Wheel { dx: 0, dy: -1 }
+            ]
         );
         assert_eq!(
-            t.translate(&KbdInEvent::Key { pressed: true, keycode: 30 }),
-            vec![InputEvent::Key { code: 30, pressed: true }]
+            t.translate(&KbdInEvent::Key {
+                pressed: true,
+                keycode: 30
+            }),
+            vec![InputEvent::Key {
+                code: 30,
+                pressed: true
+            }]
         );
-        assert_eq!(t.translate(&KbdInEvent::Key { pressed: true, keycode: 70_000 }), vec![]);
         assert_eq!(
-            t.translate(&KbdInEvent::MultiTouch { contact_id: 2, event: MtEvent::Down { abs_x: 50, abs_y: 10 } }),
-            vec![InputEvent::TouchDown { id: 2, x: 1000, y: 100 }]
+            t.translate(&KbdInEvent::Key {
+                pressed: true,
+                keycode: 70_000
+            }),
+            vec![]
+        );
+        assert_eq!(
+            t.translate(&KbdInEvent::MultiTouch {
+                contact_id: 2,
+                event: MtEvent::Down {
+                    abs_x: 50,
+                    abs_y: 10
+                }
+            }),
+            vec![InputEvent::TouchDown {
+                id: 2,
+                x: 1000,
+                y: 100
+            }]
         );
     }
 }

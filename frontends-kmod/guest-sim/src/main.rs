@@ -102,9 +102,21 @@ fn guest_config(args: &Args) -> anyhow::Result<GuestConfig> {
     Ok(GuestConfig {
         domid: args.domid,
         name: args.name.clone(),
-        displays: args.vdispl.iter().map(|s| DisplayConfig::parse(s)).collect::<Result<_, _>>()?,
-        sound_cards: args.vsnd.iter().map(|s| SoundCardConfig::parse(s)).collect::<Result<_, _>>()?,
-        inputs: args.vkb.iter().map(|s| InputConfig::parse(s)).collect::<Result<_, _>>()?,
+        displays: args
+            .vdispl
+            .iter()
+            .map(|s| DisplayConfig::parse(s))
+            .collect::<Result<_, _>>()?,
+        sound_cards: args
+            .vsnd
+            .iter()
+            .map(|s| SoundCardConfig::parse(s))
+            .collect::<Result<_, _>>()?,
+        inputs: args
+            .vkb
+            .iter()
+            .map(|s| InputConfig::parse(s))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -143,7 +155,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(store)
     };
     let guest = connect_guest(&args.sim_dir, config.domid).await?;
-    let report: StateReport = Arc::new(|device: &str, state| say(&format!("state {device} {state:?}")));
+    let report: StateReport =
+        Arc::new(|device: &str, state| say(&format!("state {device} {state:?}")));
     let sim = GuestSim::start(
         config.clone(),
         guest.platform.clone(),
@@ -240,8 +253,16 @@ fn describe_input(ev: &pvgate_protocol::kbdif::KbdInEvent) -> String {
     use pvgate_protocol::kbdif::KbdInEvent::*;
     match *ev {
         Key { pressed, keycode } => format!("key keycode={keycode} pressed={}", u8::from(pressed)),
-        Motion { rel_x, rel_y, rel_z } => format!("motion rel_x={rel_x} rel_y={rel_y} rel_z={rel_z}"),
-        Position { abs_x, abs_y, rel_z } => format!("position abs_x={abs_x} abs_y={abs_y} rel_z={rel_z}"),
+        Motion {
+            rel_x,
+            rel_y,
+            rel_z,
+        } => format!("motion rel_x={rel_x} rel_y={rel_y} rel_z={rel_z}"),
+        Position {
+            abs_x,
+            abs_y,
+            rel_z,
+        } => format!("position abs_x={abs_x} abs_y={abs_y} rel_z={rel_z}"),
         MultiTouch { contact_id, event } => format!("mtouch contact={contact_id} {event:?}"),
     }
 }
@@ -259,7 +280,12 @@ async fn display_worker(
 ) {
     let mut last = None;
     while !*stop.borrow() {
-        let Ok(session) = handle.connected_after(last.as_ref(), Duration::from_secs(3600)).await else { continue };
+        let Ok(session) = handle
+            .connected_after(last.as_ref(), Duration::from_secs(3600))
+            .await
+        else {
+            continue;
+        };
         last = Some(session.clone());
         if let Some(m) = mode.filter(|m| !matches!(m, Mode::Vanish | Mode::Hang)) {
             match misbehave::on_display(m, &session, Duration::from_secs(3)).await {
@@ -287,7 +313,9 @@ async fn display_worker(
             // every 100th.
             let on_flip: FlipObserver = Arc::new(move |n, fb, outcome| {
                 if n <= 3 || n % 100 == 0 {
-                    say(&format!("flip vdispl/{d}/{c} frame={n} fb={fb:#x} outcome={outcome:?}"));
+                    say(&format!(
+                        "flip vdispl/{d}/{c} frame={n} fb={fb:#x} outcome={outcome:?}"
+                    ));
                 }
             });
             loops.push(tokio::spawn(async move {
@@ -314,16 +342,32 @@ async fn sound_worker(
 ) {
     let mut last = None;
     while !*stop.borrow() {
-        let Ok(session) = handle.connected_after(last.as_ref(), Duration::from_secs(3600)).await else { continue };
+        let Ok(session) = handle
+            .connected_after(last.as_ref(), Duration::from_secs(3600))
+            .await
+        else {
+            continue;
+        };
         last = Some(session.clone());
         let mut jobs = Vec::new();
         for (s, stream) in session.streams().iter().enumerate() {
             let stream = stream.clone();
             let stop = stop.clone();
             jobs.push(tokio::spawn(async move {
-                if let Some(m) = mode.filter(|m| matches!(m, Mode::Overflow | Mode::GarbageOpcodes | Mode::RingAhead | Mode::Flood)) {
+                if let Some(m) = mode.filter(|m| {
+                    matches!(
+                        m,
+                        Mode::Overflow | Mode::GarbageOpcodes | Mode::RingAhead | Mode::Flood
+                    )
+                }) {
                     match misbehave::on_sound(m, &stream, Duration::from_secs(3)).await {
-                        Ok(o) => say(&format!("misbehave {} vsnd/{c}/{s} sent={} statuses={:?} silent={}", m.name(), o.sent, o.statuses, o.silent)),
+                        Ok(o) => say(&format!(
+                            "misbehave {} vsnd/{c}/{s} sent={} statuses={:?} silent={}",
+                            m.name(),
+                            o.sent,
+                            o.statuses,
+                            o.silent
+                        )),
                         Err(e) => say(&format!("misbehave {} vsnd/{c}/{s} error {e}", m.name())),
                     }
                 }
@@ -342,14 +386,21 @@ async fn sound_worker(
 
 /// One second at a time: negotiate, open, play a 440/660 Hz tone (or
 /// record), close.
-async fn stream_forever(stream: &pvgate_guest_sim::sound::SoundStream, stop: watch::Receiver<bool>) -> Result<u64, String> {
+async fn stream_forever(
+    stream: &pvgate_guest_sim::sound::SoundStream,
+    stop: watch::Receiver<bool>,
+) -> Result<u64, String> {
     let hw = &stream.config.pcm_hw;
     let format = if hw.format_list().contains(&PcmFormat::S16Le) {
         PcmFormat::S16Le
     } else {
         *hw.format_list().first().ok_or("no sample format allowed")?
     };
-    let rate = if hw.allows_rate(48000) { 48000 } else { hw.rate_max };
+    let rate = if hw.allows_rate(48000) {
+        48000
+    } else {
+        hw.rate_max
+    };
     let channels = hw.channels_max.clamp(1, 2);
     let frame_bytes = format.bytes_per_sample().unwrap_or(2) * channels;
     let period_frames = rate / 100; // 10 ms
@@ -368,12 +419,15 @@ async fn stream_forever(stream: &pvgate_guest_sim::sound::SoundStream, stop: wat
         let second = u64::from(rate) * u64::from(frame_bytes);
         let stats = match stream.config.kind {
             pvgate_protocol::keys::StreamType::Playback => stream
-                .play(second, |offset, chunk| fill_s16_tone(offset, chunk, rate, channels, format))
+                .play(second, |offset, chunk| {
+                    fill_s16_tone(offset, chunk, rate, channels, format)
+                })
                 .await
                 .map_err(|e| e.to_string())?,
-            pvgate_protocol::keys::StreamType::Capture => {
-                stream.capture(second, |_| {}).await.map_err(|e| e.to_string())?
-            }
+            pvgate_protocol::keys::StreamType::Capture => stream
+                .capture(second, |_| {})
+                .await
+                .map_err(|e| e.to_string())?,
         };
         total += stats.bytes;
     }

@@ -66,10 +66,13 @@ impl Mode {
 impl FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Mode, String> {
-        Mode::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Mode::ALL.iter().map(|m| m.name()).collect();
-            format!("unknown misbehaviour '{s}' (one of: {})", names.join(", "))
-        })
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Mode::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown misbehaviour '{s}' (one of: {})", names.join(", "))
+            })
     }
 }
 
@@ -111,7 +114,13 @@ async fn send_and_collect(ch: &RequestChannel, slots: &[Slot], wait: Duration) -
     }
 }
 
-fn dbuf_create_slot(id: u16, cookie: u64, (w, h, bpp): (u32, u32, u32), size: u32, gref_directory: u32) -> Slot {
+fn dbuf_create_slot(
+    id: u16,
+    cookie: u64,
+    (w, h, bpp): (u32, u32, u32),
+    size: u32,
+    gref_directory: u32,
+) -> Slot {
     DisplRequest {
         id,
         op: DisplRequestOp::DbufCreate(DbufCreate {
@@ -129,12 +138,22 @@ fn dbuf_create_slot(id: u16, cookie: u64, (w, h, bpp): (u32, u32, u32), size: u3
 }
 
 /// Do `mode` on a display. Vanish/Hang are process-level: see the binary.
-pub async fn on_display(mode: Mode, session: &DisplaySession, wait: Duration) -> Result<Outcome, String> {
+pub async fn on_display(
+    mode: Mode,
+    session: &DisplaySession,
+    wait: Duration,
+) -> Result<Outcome, String> {
     let ch = session.request_channel(0).map_err(|e| e.to_string())?;
     match mode {
         Mode::InvalidGref => {
             // Far beyond anything granted (the sim's table has 32768 entries).
-            let slot = dbuf_create_slot(0x7001, session.new_cookie(), (64, 64, 32), 64 * 64 * 4, 0x00ff_fff0);
+            let slot = dbuf_create_slot(
+                0x7001,
+                session.new_cookie(),
+                (64, 64, 32),
+                64 * 64 * 4,
+                0x00ff_fff0,
+            );
             Ok(send_and_collect(&ch, &[slot], wait).await)
         }
         Mode::ForeignGref => {
@@ -149,7 +168,13 @@ pub async fn on_display(mode: Mode, session: &DisplaySession, wait: Duration) ->
                 false,
             )
             .map_err(|e| e.to_string())?;
-            let slot = dbuf_create_slot(0x7002, dbuf.cookie, (64, 64, 32), dbuf.size, dbuf.gref_directory);
+            let slot = dbuf_create_slot(
+                0x7002,
+                dbuf.cookie,
+                (64, 64, 32),
+                dbuf.size,
+                dbuf.gref_directory,
+            );
             let out = send_and_collect(&ch, &[slot], wait).await;
             drop(dbuf);
             Ok(out)
@@ -157,7 +182,13 @@ pub async fn on_display(mode: Mode, session: &DisplaySession, wait: Duration) ->
         Mode::Overflow => {
             // width × height × bpp overflows u32 and u64 pitch maths; the
             // buffer size claims one page.
-            let slot = dbuf_create_slot(0x7003, session.new_cookie(), (u32::MAX, u32::MAX, 32), 4096, 8);
+            let slot = dbuf_create_slot(
+                0x7003,
+                session.new_cookie(),
+                (u32::MAX, u32::MAX, 32),
+                4096,
+                8,
+            );
             Ok(send_and_collect(&ch, &[slot], wait).await)
         }
         Mode::GarbageOpcodes => {
@@ -251,7 +282,10 @@ pub async fn on_sound(mode: Mode, stream: &SoundStream, wait: Duration) -> Resul
                 .map(|i| {
                     SndRequest {
                         id: 0x7300 + i,
-                        op: SndRequestOp::Write(RwRange { offset: 0, length: 64 }),
+                        op: SndRequestOp::Write(RwRange {
+                            offset: 0,
+                            length: 64,
+                        }),
                     }
                     .encode()
                 })

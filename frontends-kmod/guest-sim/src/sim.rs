@@ -34,11 +34,18 @@ impl GuestPlatform {
 /// Connect as domain `domid` (which must have been introduced).
 pub async fn connect_guest(dir: &Path, domid: DomId) -> anyhow::Result<GuestPlatform> {
     let socket = guest_socket(dir, domid);
-    let store = XsStore::connect(Some(&socket))
-        .await
-        .map_err(|e| anyhow::anyhow!("guest {domid}: cannot connect to xenstore at {}: {e}", socket.display()))?;
-    let grants = SimGrantMapper::open(dir, domid)
-        .map_err(|e| anyhow::anyhow!("guest {domid}: cannot open its memory in {}: {e}", dir.display()))?;
+    let store = XsStore::connect(Some(&socket)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "guest {domid}: cannot connect to xenstore at {}: {e}",
+            socket.display()
+        )
+    })?;
+    let grants = SimGrantMapper::open(dir, domid).map_err(|e| {
+        anyhow::anyhow!(
+            "guest {domid}: cannot open its memory in {}: {e}",
+            dir.display()
+        )
+    })?;
     let events = SimEventChannels::connect(dir, domid)
         .map_err(|e| anyhow::anyhow!("guest {domid}: no event channels: {e}"))?;
     let memory = grants.memory().clone();
@@ -56,9 +63,12 @@ pub async fn connect_guest(dir: &Path, domid: DomId) -> anyhow::Result<GuestPlat
 /// Connect as dom0's toolstack.
 pub async fn connect_toolstack(dir: &Path) -> anyhow::Result<XsStore> {
     let socket = dom0_socket(dir);
-    XsStore::connect(Some(&socket))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to dom0 xenstore at {}: {e}", socket.display()))
+    XsStore::connect(Some(&socket)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to dom0 xenstore at {}: {e}",
+            socket.display()
+        )
+    })
 }
 
 /// XS_INTRODUCE / XS_RELEASE through the toolstack's connection.

@@ -75,9 +75,16 @@ fn entry(key: impl Into<String>, value: impl Into<String>) -> Entry {
 }
 
 impl DevicePlan {
-    fn new(kind: &'static str, backend_kind: &'static str, domid: DomId, backend: DomId, devid: u32) -> DevicePlan {
+    fn new(
+        kind: &'static str,
+        backend_kind: &'static str,
+        domid: DomId,
+        backend: DomId,
+        devid: u32,
+    ) -> DevicePlan {
         let frontend_path = format!("/local/domain/{domid}/device/{kind}/{devid}");
-        let backend_path = format!("/local/domain/{backend}/backend/{backend_kind}/{domid}/{devid}");
+        let backend_path =
+            format!("/local/domain/{backend}/backend/{backend_kind}/{domid}/{devid}");
         DevicePlan {
             kind,
             backend_kind,
@@ -85,8 +92,14 @@ impl DevicePlan {
             backend,
             devid,
             libxl_path: format!("/libxl/{domid}/device/{kind}/{devid}"),
-            frontend_perms: vec![perm(domid, PermAccess::None), perm(backend, PermAccess::Read)],
-            backend_perms: vec![perm(backend, PermAccess::None), perm(domid, PermAccess::Read)],
+            frontend_perms: vec![
+                perm(domid, PermAccess::None),
+                perm(backend, PermAccess::Read),
+            ],
+            backend_perms: vec![
+                perm(backend, PermAccess::None),
+                perm(domid, PermAccess::Read),
+            ],
             frontend_entries: vec![
                 entry("backend", backend_path.clone()),
                 entry("backend-id", backend.to_string()),
@@ -108,7 +121,10 @@ impl DevicePlan {
         self.frontend_entries.push(Entry {
             key: key.into(),
             value: value.into(),
-            perms: Some(vec![perm(self.backend, PermAccess::None), perm(self.domid, PermAccess::Read)]),
+            perms: Some(vec![
+                perm(self.backend, PermAccess::None),
+                perm(self.domid, PermAccess::Read),
+            ]),
         });
     }
 
@@ -116,7 +132,10 @@ impl DevicePlan {
         let mut plan = DevicePlan::new("vdispl", "vdispl", domid, cfg.backend, devid);
         plan.read_only_front("be-alloc", if cfg.be_alloc { "1" } else { "0" });
         for (i, conn) in cfg.connectors.iter().enumerate() {
-            plan.read_only_front(format!("{i}/resolution"), format!("{}x{}", conn.width, conn.height));
+            plan.read_only_front(
+                format!("{i}/resolution"),
+                format!("{}x{}", conn.width, conn.height),
+            );
             plan.read_only_front(format!("{i}/unique-id"), conn.unique_id.clone());
         }
         plan
@@ -128,20 +147,26 @@ impl DevicePlan {
             plan.frontend_entries.push(entry("long-name", name.clone()));
         }
         if let Some(name) = &cfg.short_name {
-            plan.frontend_entries.push(entry("short-name", name.clone()));
+            plan.frontend_entries
+                .push(entry("short-name", name.clone()));
         }
         push_pcm_params(&mut plan.frontend_entries, "", &cfg.params);
         for (d, pcm) in cfg.pcms.iter().enumerate() {
             if let Some(name) = &pcm.name {
-                plan.frontend_entries.push(entry(format!("{d}/name"), name.clone()));
+                plan.frontend_entries
+                    .push(entry(format!("{d}/name"), name.clone()));
             }
             push_pcm_params(&mut plan.frontend_entries, &format!("{d}/"), &pcm.params);
             for (s, stream) in pcm.streams.iter().enumerate() {
                 let prefix = format!("{d}/{s}/");
-                plan.frontend_entries
-                    .push(entry(format!("{prefix}unique-id"), stream.unique_id.clone()));
-                plan.frontend_entries
-                    .push(entry(format!("{prefix}type"), stream.stream_type.as_xenstore()));
+                plan.frontend_entries.push(entry(
+                    format!("{prefix}unique-id"),
+                    stream.unique_id.clone(),
+                ));
+                plan.frontend_entries.push(entry(
+                    format!("{prefix}type"),
+                    stream.stream_type.as_xenstore(),
+                ));
                 push_pcm_params(&mut plan.frontend_entries, &prefix, &stream.params);
             }
         }
@@ -167,8 +192,14 @@ impl DevicePlan {
         }
         if cfg.feature_multi_touch {
             b.push(entry("feature-multi-touch", "1"));
-            b.push(entry("multi-touch-width", cfg.multi_touch_width.unwrap_or(0).to_string()));
-            b.push(entry("multi-touch-height", cfg.multi_touch_height.unwrap_or(0).to_string()));
+            b.push(entry(
+                "multi-touch-width",
+                cfg.multi_touch_width.unwrap_or(0).to_string(),
+            ));
+            b.push(entry(
+                "multi-touch-height",
+                cfg.multi_touch_height.unwrap_or(0).to_string(),
+            ));
             b.push(entry(
                 "multi-touch-num-contacts",
                 cfg.multi_touch_num_contacts.unwrap_or(0).to_string(),
@@ -192,7 +223,10 @@ fn push_pcm_params(out: &mut Vec<Entry>, prefix: &str, p: &PcmParams) {
         out.push(entry(format!("{prefix}sample-rates"), rates.join(",")));
     }
     if !p.sample_formats.is_empty() {
-        out.push(entry(format!("{prefix}sample-formats"), p.sample_formats.join(",")));
+        out.push(entry(
+            format!("{prefix}sample-formats"),
+            p.sample_formats.join(","),
+        ));
     }
     if let Some(v) = p.channels_min.filter(|v| *v != 0) {
         out.push(entry(format!("{prefix}channels-min"), v.to_string()));
@@ -253,14 +287,21 @@ impl<'a> Toolstack<'a> {
                 // guest but not writable; `device` (and friends) are the
                 // guest's.
                 tx.mkdir(&dom_path).await?;
-                tx.set_perms(&dom_path, &[perm(0, PermAccess::None), perm(domid, PermAccess::Read)]).await?;
-                for sub in ["device", "control", "data", "drivers", "feature", "attr", "error"] {
+                tx.set_perms(
+                    &dom_path,
+                    &[perm(0, PermAccess::None), perm(domid, PermAccess::Read)],
+                )
+                .await?;
+                for sub in [
+                    "device", "control", "data", "drivers", "feature", "attr", "error",
+                ] {
                     let p = format!("{dom_path}/{sub}");
                     tx.mkdir(&p).await?;
                     tx.set_perms(&p, &[perm(domid, PermAccess::None)]).await?;
                 }
                 tx.write(&format!("{dom_path}/name"), &name).await?;
-                tx.write(&format!("{dom_path}/domid"), &domid.to_string()).await?;
+                tx.write(&format!("{dom_path}/domid"), &domid.to_string())
+                    .await?;
                 Ok(())
             }
             .boxed()
@@ -279,21 +320,29 @@ impl<'a> Toolstack<'a> {
             let plan = plan.clone();
             async move {
                 let _ = tx.rm(&plan.libxl_path).await;
-                tx.write(&format!("{}/frontend", plan.libxl_path), &plan.frontend_path).await?;
-                tx.write(&format!("{}/backend", plan.libxl_path), &plan.backend_path).await?;
+                tx.write(
+                    &format!("{}/frontend", plan.libxl_path),
+                    &plan.frontend_path,
+                )
+                .await?;
+                tx.write(&format!("{}/backend", plan.libxl_path), &plan.backend_path)
+                    .await?;
 
                 ignore_missing(tx.rm(&plan.frontend_path).await)?;
                 tx.mkdir(&plan.frontend_path).await?;
-                tx.set_perms(&plan.frontend_path, &plan.frontend_perms).await?;
+                tx.set_perms(&plan.frontend_path, &plan.frontend_perms)
+                    .await?;
                 for e in &plan.frontend_entries {
                     let path = format!("{}/{}", plan.frontend_path, e.key);
                     tx.write(&path, &e.value).await?;
-                    tx.set_perms(&path, e.perms.as_deref().unwrap_or(&plan.frontend_perms)).await?;
+                    tx.set_perms(&path, e.perms.as_deref().unwrap_or(&plan.frontend_perms))
+                        .await?;
                 }
 
                 ignore_missing(tx.rm(&plan.backend_path).await)?;
                 tx.mkdir(&plan.backend_path).await?;
-                tx.set_perms(&plan.backend_path, &plan.backend_perms).await?;
+                tx.set_perms(&plan.backend_path, &plan.backend_perms)
+                    .await?;
                 for e in &plan.backend_entries {
                     let path = format!("{}/{}", plan.backend_path, e.key);
                     tx.write(&path, &e.value).await?;
@@ -312,9 +361,18 @@ impl<'a> Toolstack<'a> {
     /// remove the nodes.
     pub async fn remove_device(&self, plan: &DevicePlan) -> Result<(), StoreError> {
         // Best effort: an end may already have gone.
-        let _ = self.store.write(&format!("{}/online", plan.backend_path), "0").await;
-        let _ = self.store.write(&format!("{}/state", plan.backend_path), STATE_CLOSING).await;
-        let _ = self.store.write(&format!("{}/state", plan.frontend_path), STATE_CLOSED).await;
+        let _ = self
+            .store
+            .write(&format!("{}/online", plan.backend_path), "0")
+            .await;
+        let _ = self
+            .store
+            .write(&format!("{}/state", plan.backend_path), STATE_CLOSING)
+            .await;
+        let _ = self
+            .store
+            .write(&format!("{}/state", plan.frontend_path), STATE_CLOSED)
+            .await;
         ignore_missing(self.store.rm(&plan.frontend_path).await)?;
         ignore_missing(self.store.rm(&plan.backend_path).await)?;
         ignore_missing(self.store.rm(&plan.libxl_path).await)?;
@@ -322,7 +380,11 @@ impl<'a> Toolstack<'a> {
     }
 
     /// Remove every device, the domain's nodes, and release the domain.
-    pub async fn destroy_domain(&self, domid: DomId, plans: &[DevicePlan]) -> Result<(), StoreError> {
+    pub async fn destroy_domain(
+        &self,
+        domid: DomId,
+        plans: &[DevicePlan],
+    ) -> Result<(), StoreError> {
         for plan in plans {
             self.remove_device(plan).await?;
         }
@@ -345,24 +407,37 @@ mod tests {
     use crate::config::*;
 
     fn find<'a>(entries: &'a [Entry], key: &str) -> &'a Entry {
-        entries.iter().find(|e| e.key == key).unwrap_or_else(|| panic!("no {key}"))
+        entries
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no {key}"))
     }
 
     #[test]
     fn vdispl_plan_matches_libxl() {
-        let cfg = DisplayConfig::parse("backend=0,be-alloc=1,connectors=a:1280x720;b:1920x1080").unwrap();
+        let cfg =
+            DisplayConfig::parse("backend=0,be-alloc=1,connectors=a:1280x720;b:1920x1080").unwrap();
         let p = DevicePlan::vdispl(5, 0, &cfg);
         assert_eq!(p.frontend_path, "/local/domain/5/device/vdispl/0");
         assert_eq!(p.backend_path, "/local/domain/0/backend/vdispl/5/0");
-        assert_eq!(p.frontend_perms, vec![perm(5, PermAccess::None), perm(0, PermAccess::Read)]);
-        assert_eq!(p.backend_perms, vec![perm(0, PermAccess::None), perm(5, PermAccess::Read)]);
+        assert_eq!(
+            p.frontend_perms,
+            vec![perm(5, PermAccess::None), perm(0, PermAccess::Read)]
+        );
+        assert_eq!(
+            p.backend_perms,
+            vec![perm(0, PermAccess::None), perm(5, PermAccess::Read)]
+        );
         assert_eq!(find(&p.frontend_entries, "state").value, "1");
         assert_eq!(find(&p.frontend_entries, "backend-id").value, "0");
         assert_eq!(find(&p.frontend_entries, "backend").value, p.backend_path);
         let res = find(&p.frontend_entries, "1/resolution");
         assert_eq!(res.value, "1920x1080");
         // Read-only for the guest: owned by the backend.
-        assert_eq!(res.perms, Some(vec![perm(0, PermAccess::None), perm(5, PermAccess::Read)]));
+        assert_eq!(
+            res.perms,
+            Some(vec![perm(0, PermAccess::None), perm(5, PermAccess::Read)])
+        );
         assert_eq!(find(&p.frontend_entries, "be-alloc").value, "1");
         assert_eq!(find(&p.frontend_entries, "0/unique-id").value, "a");
         assert_eq!(find(&p.backend_entries, "frontend-id").value, "5");
@@ -377,14 +452,20 @@ mod tests {
         )
         .unwrap();
         let p = DevicePlan::vsnd(3, 0, &card);
-        assert_eq!(find(&p.frontend_entries, "sample-rates").value, "44100,48000");
+        assert_eq!(
+            find(&p.frontend_entries, "sample-rates").value,
+            "44100,48000"
+        );
         assert_eq!(find(&p.frontend_entries, "short-name").value, "C");
         assert_eq!(find(&p.frontend_entries, "0/name").value, "d0");
         assert_eq!(find(&p.frontend_entries, "0/0/type").value, "p");
         assert_eq!(find(&p.frontend_entries, "0/0/unique-id").value, "s0");
         assert_eq!(find(&p.frontend_entries, "0/0/channels-max").value, "2");
         assert_eq!(find(&p.frontend_entries, "0/1/type").value, "c");
-        assert!(p.frontend_entries.iter().all(|e| e.key != "0/1/channels-max"));
+        assert!(p
+            .frontend_entries
+            .iter()
+            .all(|e| e.key != "0/1/channels-max"));
         assert!(p.frontend_entries.iter().all(|e| e.key != "buffer-size"));
     }
 
@@ -397,7 +478,13 @@ mod tests {
         assert_eq!(p.backend_path, "/local/domain/0/backend/vinput/4/0");
         assert_eq!(find(&p.backend_entries, "feature-abs-pointer").value, "1");
         assert_eq!(find(&p.backend_entries, "width").value, "800");
-        assert_eq!(find(&p.backend_entries, "multi-touch-num-contacts").value, "3");
-        assert!(p.frontend_entries.iter().all(|e| !e.key.starts_with("feature")));
+        assert_eq!(
+            find(&p.backend_entries, "multi-touch-num-contacts").value,
+            "3"
+        );
+        assert!(p
+            .frontend_entries
+            .iter()
+            .all(|e| !e.key.starts_with("feature")));
     }
 }

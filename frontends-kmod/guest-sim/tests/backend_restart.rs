@@ -25,7 +25,9 @@ use pvgate_protocol::kbdif::KbdInEvent;
 use pvgate_protocol::kbdpage::KbdBackendPage;
 use pvgate_protocol::pagedir::{self, DirPage, DirectoryWalker};
 use pvgate_protocol::ring::RingLayout;
-use pvgate_protocol::sndif::{HwParams, Interval, SndRequest, SndRequestOp, SndResponse, SndResponseBody};
+use pvgate_protocol::sndif::{
+    HwParams, Interval, SndRequest, SndRequestOp, SndResponse, SndResponseBody,
+};
 
 const DOMID: u16 = 9;
 /// displif.h: the EDID buffer is at least XENDISPL_EDID_MAX_SIZE (256 blocks of 128).
@@ -37,8 +39,14 @@ async fn connect_display(dom0: &Platform, be: &str) -> (RingEnd, EventEnd) {
         async move {
             let s = &*dom0.store;
             let num = |k: String| async move { read(s, &k).await.parse::<u32>().expect("number") };
-            let (rref, rport) = (num(format!("{fe}/0/req-ring-ref")).await, num(format!("{fe}/0/req-event-channel")).await);
-            let (eref, eport) = (num(format!("{fe}/0/evt-ring-ref")).await, num(format!("{fe}/0/evt-event-channel")).await);
+            let (rref, rport) = (
+                num(format!("{fe}/0/req-ring-ref")).await,
+                num(format!("{fe}/0/req-event-channel")).await,
+            );
+            let (eref, eport) = (
+                num(format!("{fe}/0/evt-ring-ref")).await,
+                num(format!("{fe}/0/evt-event-channel")).await,
+            );
             (
                 RingEnd::connect(&dom0, DOMID, rref, rport, RingLayout::DISPLIF).await,
                 EventEnd::connect(&dom0, DOMID, eref, eport, EventRingLayout::DISPLIF).await,
@@ -55,8 +63,14 @@ async fn connect_sound(dom0: &Platform, be: &str) -> (RingEnd, EventEnd) {
             let s = &*dom0.store;
             let st = format!("{fe}/0/0");
             let num = |k: String| async move { read(s, &k).await.parse::<u32>().expect("number") };
-            let (rref, rport) = (num(format!("{st}/ring-ref")).await, num(format!("{st}/event-channel")).await);
-            let (eref, eport) = (num(format!("{st}/evt-ring-ref")).await, num(format!("{st}/evt-event-channel")).await);
+            let (rref, rport) = (
+                num(format!("{st}/ring-ref")).await,
+                num(format!("{st}/event-channel")).await,
+            );
+            let (eref, eport) = (
+                num(format!("{st}/evt-ring-ref")).await,
+                num(format!("{st}/evt-event-channel")).await,
+            );
             (
                 RingEnd::connect(&dom0, DOMID, rref, rport, RingLayout::SNDIF).await,
                 EventEnd::connect(&dom0, DOMID, eref, eport, EventRingLayout::SNDIF).await,
@@ -67,24 +81,40 @@ async fn connect_sound(dom0: &Platform, be: &str) -> (RingEnd, EventEnd) {
 }
 
 /// GET_EDID from the guest, answered by the test backend with `edid`.
-async fn edid_round_trip(dom0: &Platform, session: Arc<DisplaySession>, req: &mut RingEnd, edid: &[u8]) {
+async fn edid_round_trip(
+    dom0: &Platform,
+    session: Arc<DisplaySession>,
+    req: &mut RingEnd,
+    edid: &[u8],
+) {
     let guest = tokio::spawn(async move { session.get_edid(0, EDID_BUF).await });
     let slot = req.next().await;
     let request = DisplRequest::decode(&slot).expect("request");
-    let DisplRequestOp::GetEdid(g) = request.op else { panic!("expected GET_EDID, got {:?}", request.op) };
+    let DisplRequestOp::GetEdid(g) = request.op else {
+        panic!("expected GET_EDID, got {:?}", request.op)
+    };
     assert_eq!(g.buffer_sz, EDID_BUF);
-    let mut walker = DirectoryWalker::new(g.gref_directory, pagedir::grant_count(g.buffer_sz)).expect("dir");
-    let dir = dom0.grants.map(DOMID, &[g.gref_directory], false).expect("map dir");
+    let mut walker =
+        DirectoryWalker::new(g.gref_directory, pagedir::grant_count(g.buffer_sz)).expect("dir");
+    let dir = dom0
+        .grants
+        .map(DOMID, &[g.gref_directory], false)
+        .expect("map dir");
     let mut page: DirPage = [0u8; pagedir::PAGE_SIZE];
     dir.read(0, &mut page).expect("read dir");
     walker.feed(&page).expect("walk");
     let refs = walker.finish().expect("refs");
-    let buf = dom0.grants.map(DOMID, &refs, true).expect("map edid buffer");
+    let buf = dom0
+        .grants
+        .map(DOMID, &refs, true)
+        .expect("map edid buffer");
     buf.write(0, edid).expect("write edid");
     let rsp = DisplResponse {
         id: request.id,
         status: 0,
-        body: DisplResponseBody::GetEdid { edid_sz: edid.len() as u32 },
+        body: DisplResponseBody::GetEdid {
+            edid_sz: edid.len() as u32,
+        },
     };
     req.respond(&rsp.encode());
     let got = guest.await.expect("join").expect("GET_EDID");
@@ -92,7 +122,11 @@ async fn edid_round_trip(dom0: &Platform, session: Arc<DisplaySession>, req: &mu
 }
 
 /// HW_PARAM_QUERY from the guest, answered with `answer`.
-async fn query_round_trip(stream: Arc<pvgate_guest_sim::sound::SoundStream>, req: &mut RingEnd, answer: HwParams) {
+async fn query_round_trip(
+    stream: Arc<pvgate_guest_sim::sound::SoundStream>,
+    req: &mut RingEnd,
+    answer: HwParams,
+) {
     let guest = tokio::spawn(async move { stream.hw_param_query(HwParams::default()).await });
     let request = SndRequest::decode(&req.next().await).expect("request");
     assert!(matches!(request.op, SndRequestOp::HwParamQuery(_)));
@@ -116,11 +150,16 @@ async fn frontends_recover_when_the_backend_restarts() {
         domid: DOMID,
         name: "restart".into(),
         displays: vec![DisplayConfig::parse("connectors=640x480").expect("vdispl")],
-        sound_cards: vec![SoundCardConfig::parse("card, sample-rates=44100 | stream, type=p").expect("vsnd")],
+        sound_cards: vec![
+            SoundCardConfig::parse("card, sample-rates=44100 | stream, type=p").expect("vsnd"),
+        ],
         inputs: vec![InputConfig::parse("feature-abs-pointer=1").expect("vkb")],
     };
     let ts = connect_toolstack(sim.path()).await.expect("toolstack");
-    Toolstack::new(&ts, &XsRegistry(&ts)).create_domain(&config).await.expect("create domain");
+    Toolstack::new(&ts, &XsRegistry(&ts))
+        .create_domain(&config)
+        .await
+        .expect("create domain");
     let guest = connect_guest(sim.path(), DOMID).await.expect("guest");
     let sim_guest = GuestSim::start(
         config,
@@ -144,68 +183,156 @@ async fn frontends_recover_when_the_backend_restarts() {
     // First connection.
     let (mut dreq, devt) = connect_display(&dom0, &be_displ).await;
     let first = display.connected(WAIT).await.expect("display connected");
-    edid_round_trip(&dom0, first.clone(), &mut dreq, &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00]).await;
+    edid_round_trip(
+        &dom0,
+        first.clone(),
+        &mut dreq,
+        &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00],
+    )
+    .await;
     let (mut sreq, sevt) = connect_sound(&dom0, &be_snd).await;
     let first_snd = sound.connected(WAIT).await.expect("sound connected");
     let answer = HwParams {
         formats: 1 << 3,
-        rates: Interval { min: 44100, max: 44100 },
+        rates: Interval {
+            min: 44100,
+            max: 44100,
+        },
         channels: Interval { min: 2, max: 2 },
-        buffer: Interval { min: 64, max: 16384 },
+        buffer: Interval {
+            min: 64,
+            max: 16384,
+        },
         period: Interval { min: 32, max: 8192 },
     };
     query_round_trip(first_snd.stream(0).expect("stream"), &mut sreq, answer).await;
-    let kbd_gref = wait_node(&*store, &format!("{fe_kbd}/page-gref"), |v| v.is_some()).await.expect("gref");
+    let kbd_gref = wait_node(&*store, &format!("{fe_kbd}/page-gref"), |v| v.is_some())
+        .await
+        .expect("gref");
     let kbd_port = read(&*store, &format!("{fe_kbd}/event-channel")).await;
     let kbd = backend_handshake(&dom0, &be_kbd, &["3", "4"], |_fe| async {
-        let shm = Shm::new(dom0.grants.map(DOMID, &[kbd_gref.parse().expect("gref")], true).expect("map"));
-        let ev = dom0.events.bind_interdomain(DOMID, kbd_port.parse().expect("port")).await.expect("bind");
+        let shm = Shm::new(
+            dom0.grants
+                .map(DOMID, &[kbd_gref.parse().expect("gref")], true)
+                .expect("map"),
+        );
+        let ev = dom0
+            .events
+            .bind_interdomain(DOMID, kbd_port.parse().expect("port"))
+            .await
+            .expect("bind");
         (KbdBackendPage::attach(shm).expect("page"), ev)
     })
     .await;
-    input.device.wait_state(XenbusState::Connected, WAIT).await.expect("kbd connected");
+    input
+        .device
+        .wait_state(XenbusState::Connected, WAIT)
+        .await
+        .expect("kbd connected");
 
     // The backend dies: its mappings and bindings go, and a restarted
     // backend announces itself with Closed, then InitWait.
     drop((dreq, devt, sreq, sevt, kbd));
     for be in [&be_displ, &be_snd] {
-        store.write(&format!("{be}/state"), "6").await.expect("Closed");
+        store
+            .write(&format!("{be}/state"), "6")
+            .await
+            .expect("Closed");
     }
-    store.write(&format!("{be_kbd}/state"), "5").await.expect("Closing");
+    store
+        .write(&format!("{be_kbd}/state"), "5")
+        .await
+        .expect("Closing");
     // xen-drm-front: Reconfiguring, tear down, back to Initialising.
-    display.wait_state(XenbusState::Initialising, WAIT).await.expect("display back to Initialising");
+    display
+        .wait_state(XenbusState::Initialising, WAIT)
+        .await
+        .expect("display back to Initialising");
     assert!(display.current().is_none());
-    let err = first.get_edid(0, EDID_BUF).await.expect_err("old session must be dead");
+    let err = first
+        .get_edid(0, EDID_BUF)
+        .await
+        .expect_err("old session must be dead");
     assert!(
-        matches!(err, pvgate_guest_sim::display::DisplayError::Call { source: CallError::Disconnected, .. }),
+        matches!(
+            err,
+            pvgate_guest_sim::display::DisplayError::Call {
+                source: CallError::Disconnected,
+                ..
+            }
+        ),
         "{err}"
     );
-    sound.wait_state(XenbusState::Initialising, WAIT).await.expect("sound back to Initialising");
+    sound
+        .wait_state(XenbusState::Initialising, WAIT)
+        .await
+        .expect("sound back to Initialising");
     // xen-kbdfront: Closed.
-    input.device.wait_state(XenbusState::Closed, WAIT).await.expect("kbd Closed");
+    input
+        .device
+        .wait_state(XenbusState::Closed, WAIT)
+        .await
+        .expect("kbd Closed");
 
     // The backend is back: the full handshake again, on fresh rings.
     let (mut dreq, _devt) = connect_display(&dom0, &be_displ).await;
-    let second = display.connected_after(Some(&first), WAIT).await.expect("display reconnected");
+    let second = display
+        .connected_after(Some(&first), WAIT)
+        .await
+        .expect("display reconnected");
     assert!(!Arc::ptr_eq(&first, &second));
-    edid_round_trip(&dom0, second, &mut dreq, &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x12]).await;
+    edid_round_trip(
+        &dom0,
+        second,
+        &mut dreq,
+        &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x12],
+    )
+    .await;
     let (mut sreq, _sevt) = connect_sound(&dom0, &be_snd).await;
-    let second_snd = sound.connected_after(Some(&first_snd), WAIT).await.expect("sound reconnected");
+    let second_snd = sound
+        .connected_after(Some(&first_snd), WAIT)
+        .await
+        .expect("sound reconnected");
     query_round_trip(second_snd.stream(0).expect("stream"), &mut sreq, answer).await;
 
     // kbdif keeps its page and port: the new backend maps and binds them again.
-    assert_eq!(read(&*store, &format!("{fe_kbd}/page-gref")).await, kbd_gref);
+    assert_eq!(
+        read(&*store, &format!("{fe_kbd}/page-gref")).await,
+        kbd_gref
+    );
     let mut events = input.subscribe();
     let mut kbd = backend_handshake(&dom0, &be_kbd, &["6", "4"], |_fe| async {
-        let shm = Shm::new(dom0.grants.map(DOMID, &[kbd_gref.parse().expect("gref")], true).expect("map"));
-        let ev = dom0.events.bind_interdomain(DOMID, kbd_port.parse().expect("port")).await.expect("rebind");
+        let shm = Shm::new(
+            dom0.grants
+                .map(DOMID, &[kbd_gref.parse().expect("gref")], true)
+                .expect("map"),
+        );
+        let ev = dom0
+            .events
+            .bind_interdomain(DOMID, kbd_port.parse().expect("port"))
+            .await
+            .expect("rebind");
         (KbdBackendPage::attach(shm).expect("page"), ev)
     })
     .await;
-    kbd.0.push(&KbdInEvent::Key { pressed: true, keycode: 30 }).expect("push");
+    kbd.0
+        .push(&KbdInEvent::Key {
+            pressed: true,
+            keycode: 30,
+        })
+        .expect("push");
     kbd.1.notify().expect("notify");
-    let ev = tokio::time::timeout(WAIT, events.recv()).await.expect("key arrives").expect("event");
-    assert_eq!(ev, KbdInEvent::Key { pressed: true, keycode: 30 });
+    let ev = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("key arrives")
+        .expect("event");
+    assert_eq!(
+        ev,
+        KbdInEvent::Key {
+            pressed: true,
+            keycode: 30
+        }
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(input.snapshot().text, "a");
 

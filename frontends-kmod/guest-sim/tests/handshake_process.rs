@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use pvgate_guest_sim::io::shm::Shm;
 use pvgate_platform::sim::hypervisor::SimDomainMemory;
 use pvgate_platform::{Perm, PermAccess, Platform};
 use pvgate_protocol::displif::{
@@ -20,10 +21,9 @@ use pvgate_protocol::kbdpage::KbdBackendPage;
 use pvgate_protocol::pagedir::{self, DirPage, DirectoryWalker};
 use pvgate_protocol::ring::RingLayout;
 use pvgate_protocol::sndif::{
-    mask_of, PcmFormat, SndEvent, SndEventKind, SndRequest, SndRequestOp, SndResponse, SndResponseBody,
-    TriggerType,
+    mask_of, PcmFormat, SndEvent, SndEventKind, SndRequest, SndRequestOp, SndResponse,
+    SndResponseBody, TriggerType,
 };
-use pvgate_guest_sim::io::shm::Shm;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
@@ -53,7 +53,10 @@ fn map_directory(dom0: &Platform, gref: u32, buffer_sz: u32) -> Vec<u32> {
     let data_refs = pagedir::grant_count(buffer_sz);
     let mut walker = DirectoryWalker::new(gref, data_refs).expect("directory");
     while let Some(next) = walker.next_page_ref() {
-        let m = dom0.grants.map(DOMID, &[next], false).expect("map directory page");
+        let m = dom0
+            .grants
+            .map(DOMID, &[next], false)
+            .expect("map directory page");
         let mut page: DirPage = [0u8; pagedir::PAGE_SIZE];
         m.read(0, &mut page).expect("read directory");
         walker.feed(&page).expect("walk directory");
@@ -96,28 +99,73 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
     let be_displ = format!("/local/domain/0/backend/vdispl/{DOMID}/0");
     let fe_displ = format!("/local/domain/{DOMID}/device/vdispl/0");
     wait_node(&*store, &format!("{be_displ}/state"), |v| v.is_some()).await;
-    assert_eq!(read(&*store, &format!("/local/domain/{DOMID}/name")).await, "handshake");
-    assert_eq!(read(&*store, &format!("{fe_displ}/backend")).await, be_displ);
+    assert_eq!(
+        read(&*store, &format!("/local/domain/{DOMID}/name")).await,
+        "handshake"
+    );
+    assert_eq!(
+        read(&*store, &format!("{fe_displ}/backend")).await,
+        be_displ
+    );
     assert_eq!(read(&*store, &format!("{fe_displ}/backend-id")).await, "0");
-    assert_eq!(read(&*store, &format!("{be_displ}/frontend-id")).await, DOMID.to_string());
+    assert_eq!(
+        read(&*store, &format!("{be_displ}/frontend-id")).await,
+        DOMID.to_string()
+    );
     assert_eq!(read(&*store, &format!("{be_displ}/online")).await, "1");
-    assert_eq!(read(&*store, &format!("{fe_displ}/0/resolution")).await, "320x240");
-    assert_eq!(read(&*store, &format!("{fe_displ}/0/unique-id")).await, "main");
-    let n = |d| Perm { domid: d, access: PermAccess::None };
-    let r = |d| Perm { domid: d, access: PermAccess::Read };
-    assert_eq!(store.get_perms(&fe_displ).await.expect("perms"), vec![n(DOMID), r(0)]);
-    assert_eq!(store.get_perms(&be_displ).await.expect("perms"), vec![n(0), r(DOMID)]);
-    assert_eq!(store.get_perms(&format!("{fe_displ}/0/resolution")).await.expect("perms"), vec![n(0), r(DOMID)]);
+    assert_eq!(
+        read(&*store, &format!("{fe_displ}/0/resolution")).await,
+        "320x240"
+    );
+    assert_eq!(
+        read(&*store, &format!("{fe_displ}/0/unique-id")).await,
+        "main"
+    );
+    let n = |d| Perm {
+        domid: d,
+        access: PermAccess::None,
+    };
+    let r = |d| Perm {
+        domid: d,
+        access: PermAccess::Read,
+    };
+    assert_eq!(
+        store.get_perms(&fe_displ).await.expect("perms"),
+        vec![n(DOMID), r(0)]
+    );
+    assert_eq!(
+        store.get_perms(&be_displ).await.expect("perms"),
+        vec![n(0), r(DOMID)]
+    );
+    assert_eq!(
+        store
+            .get_perms(&format!("{fe_displ}/0/resolution"))
+            .await
+            .expect("perms"),
+        vec![n(0), r(DOMID)]
+    );
 
     // --- vdispl: handshake. ---
     let (mut req, mut evt) = backend_handshake(&dom0, &be_displ, &["3"], |fe| {
         let dom0 = dom0.clone();
         async move {
             let s = &*dom0.store;
-            let rref: u32 = read(s, &format!("{fe}/0/req-ring-ref")).await.parse().expect("gref");
-            let rport: u32 = read(s, &format!("{fe}/0/req-event-channel")).await.parse().expect("port");
-            let eref: u32 = read(s, &format!("{fe}/0/evt-ring-ref")).await.parse().expect("gref");
-            let eport: u32 = read(s, &format!("{fe}/0/evt-event-channel")).await.parse().expect("port");
+            let rref: u32 = read(s, &format!("{fe}/0/req-ring-ref"))
+                .await
+                .parse()
+                .expect("gref");
+            let rport: u32 = read(s, &format!("{fe}/0/req-event-channel"))
+                .await
+                .parse()
+                .expect("port");
+            let eref: u32 = read(s, &format!("{fe}/0/evt-ring-ref"))
+                .await
+                .parse()
+                .expect("gref");
+            let eport: u32 = read(s, &format!("{fe}/0/evt-event-channel"))
+                .await
+                .parse()
+                .expect("port");
             (
                 RingEnd::connect(&dom0, DOMID, rref, rport, RingLayout::DISPLIF).await,
                 EventEnd::connect(&dom0, DOMID, eref, eport, EventRingLayout::DISPLIF).await,
@@ -125,7 +173,8 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
         }
     })
     .await;
-    out.expect("vdispl Connected", |l| l == "state vdispl/0 Connected").await;
+    out.expect("vdispl Connected", |l| l == "state vdispl/0 Connected")
+        .await;
 
     // The render loop: DBUF_CREATE ×2, FB_ATTACH ×2, SET_CONFIG, PG_FLIP.
     let guest_mem = SimDomainMemory::open(sim.path(), DOMID).expect("guest memory");
@@ -146,13 +195,19 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
                     .iter()
                     .map(|g| guest_mem.grant_entry(*g).expect("grant entry").frame)
                     .collect();
-                assert!(frames.windows(2).any(|w| w[1] != w[0] + 1), "buffer pages are contiguous: {frames:?}");
+                assert!(
+                    frames.windows(2).any(|w| w[1] != w[0] + 1),
+                    "buffer pages are contiguous: {frames:?}"
+                );
                 let mapping = Shm::new(dom0.grants.map(DOMID, &refs, false).expect("map buffer"));
                 dbufs.push((c.dbuf_cookie, mapping));
             }
             DisplRequestOp::FbAttach(a) => {
                 assert_eq!(a.pixel_format, PixelFormat::Xrgb8888);
-                assert!(dbufs.iter().any(|(c, _)| *c == a.dbuf_cookie), "FB_ATTACH of an unknown dbuf");
+                assert!(
+                    dbufs.iter().any(|(c, _)| *c == a.dbuf_cookie),
+                    "FB_ATTACH of an unknown dbuf"
+                );
                 fbs.push((a.fb_cookie, a.dbuf_cookie));
             }
             DisplRequestOp::SetConfig(_) => {}
@@ -169,18 +224,43 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
     assert_eq!(dbufs.len(), 2);
     assert_eq!(fbs.len(), 2);
     // The flipped buffer holds the guest's picture: frame 1's counter strip.
-    let (_, dbuf_cookie) = fbs.iter().find(|(fb, _)| *fb == flip_cookie).expect("flip of an attached fb");
+    let (_, dbuf_cookie) = fbs
+        .iter()
+        .find(|(fb, _)| *fb == flip_cookie)
+        .expect("flip of an attached fb");
     let (_, pixels) = dbufs.iter().find(|(c, _)| c == dbuf_cookie).expect("dbuf");
     let mut bytes = vec![0u8; 320 * 240 * 4];
     pixels.0.read(0, &mut bytes).expect("read pixels");
-    let view = pvgate_guest_sim::content::ImageView::new(&bytes, 320, 240, 320 * 4, pvgate_guest_sim::content::PixelLayout::Bgra)
-        .expect("view");
+    let view = pvgate_guest_sim::content::ImageView::new(
+        &bytes,
+        320,
+        240,
+        320 * 4,
+        pvgate_guest_sim::content::PixelLayout::Bgra,
+    )
+    .expect("view");
     let strip = pvgate_guest_sim::content::decode_strip(&view).expect("frame strip readable");
     assert_eq!(strip.frame, 1);
     // EVT_PG_FLIP: the guest consumes it and reports the flip done.
-    evt.push(&DisplEvent { id: 0, kind: DisplEventKind::PgFlip { fb_cookie: flip_cookie } }.encode());
-    let line = out.expect("flip done", |l| l.starts_with("flip vdispl/0/0 frame=1")).await;
-    assert_eq!(line, format!("flip vdispl/0/0 frame=1 fb={:#x} outcome=Done", flip_cookie.get()));
+    evt.push(
+        &DisplEvent {
+            id: 0,
+            kind: DisplEventKind::PgFlip {
+                fb_cookie: flip_cookie,
+            },
+        }
+        .encode(),
+    );
+    let line = out
+        .expect("flip done", |l| l.starts_with("flip vdispl/0/0 frame=1"))
+        .await;
+    assert_eq!(
+        line,
+        format!(
+            "flip vdispl/0/0 frame=1 fb={:#x} outcome=Done",
+            flip_cookie.get()
+        )
+    );
     evt.wait_consumed(1).await;
     // And, its vsync having come, it flips again.
     let next = DisplRequest::decode(&req.next().await).expect("request");
@@ -194,10 +274,22 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
             let s = &*dom0.store;
             let st = format!("{fe}/0/0");
             assert_eq!(read(s, &format!("{st}/unique-id")).await, "pb0");
-            let rref: u32 = read(s, &format!("{st}/ring-ref")).await.parse().expect("gref");
-            let rport: u32 = read(s, &format!("{st}/event-channel")).await.parse().expect("port");
-            let eref: u32 = read(s, &format!("{st}/evt-ring-ref")).await.parse().expect("gref");
-            let eport: u32 = read(s, &format!("{st}/evt-event-channel")).await.parse().expect("port");
+            let rref: u32 = read(s, &format!("{st}/ring-ref"))
+                .await
+                .parse()
+                .expect("gref");
+            let rport: u32 = read(s, &format!("{st}/event-channel"))
+                .await
+                .parse()
+                .expect("port");
+            let eref: u32 = read(s, &format!("{st}/evt-ring-ref"))
+                .await
+                .parse()
+                .expect("gref");
+            let eport: u32 = read(s, &format!("{st}/evt-event-channel"))
+                .await
+                .parse()
+                .expect("port");
             (
                 RingEnd::connect(&dom0, DOMID, rref, rport, RingLayout::SNDIF).await,
                 EventEnd::connect(&dom0, DOMID, eref, eport, EventRingLayout::SNDIF).await,
@@ -205,7 +297,8 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
         }
     })
     .await;
-    out.expect("vsnd Connected", |l| l == "state vsnd/0 Connected").await;
+    out.expect("vsnd Connected", |l| l == "state vsnd/0 Connected")
+        .await;
     // HW_PARAM_QUERY several times, then OPEN.
     let mut queries = 0;
     let (buffer, open) = loop {
@@ -214,8 +307,15 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
         match request.op {
             SndRequestOp::HwParamQuery(q) => {
                 queries += 1;
-                assert!(q.formats & mask_of([PcmFormat::S16Le]) != 0, "query without S16_LE: {q:?}");
-                assert!(q.rates.min <= 48000 && 48000 <= q.rates.max, "query rates {:?}", q.rates);
+                assert!(
+                    q.formats & mask_of([PcmFormat::S16Le]) != 0,
+                    "query without S16_LE: {q:?}"
+                );
+                assert!(
+                    q.rates.min <= 48000 && 48000 <= q.rates.max,
+                    "query rates {:?}",
+                    q.rates
+                );
                 let mut answer = q;
                 answer.formats = mask_of([PcmFormat::S16Le]);
                 answer.rates.min = 48000;
@@ -230,13 +330,20 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
             SndRequestOp::Open(o) => {
                 sreq.respond(&SndResponse::for_request(&request, 0).encode());
                 let refs = map_directory(&dom0, o.gref_directory, o.buffer_sz);
-                let m = Shm::new(dom0.grants.map(DOMID, &refs, false).expect("map pcm buffer"));
+                let m = Shm::new(
+                    dom0.grants
+                        .map(DOMID, &refs, false)
+                        .expect("map pcm buffer"),
+                );
                 break (m, o);
             }
             other => panic!("unexpected request before OPEN: {other:?}"),
         }
     };
-    assert!(queries >= 5, "snd-xen-front queries repeatedly before OPEN; got {queries}");
+    assert!(
+        queries >= 5,
+        "snd-xen-front queries repeatedly before OPEN; got {queries}"
+    );
     assert_eq!(open.pcm_rate, 48000);
     assert_eq!(open.pcm_format, PcmFormat::S16Le);
     assert_eq!(open.pcm_channels, 2);
@@ -263,7 +370,8 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
     let mut first = [0u8; 8];
     buffer.0.read(0, &mut first).expect("read pcm");
     let t = 1.0 / 48000.0;
-    let expect = |f: f64| (0.5 * (2.0 * std::f64::consts::PI * f * t).sin() * f64::from(i16::MAX)) as i16;
+    let expect =
+        |f: f64| (0.5 * (2.0 * std::f64::consts::PI * f * t).sin() * f64::from(i16::MAX)) as i16;
     assert_eq!(i16::from_le_bytes([first[0], first[1]]), 0);
     assert_eq!(i16::from_le_bytes([first[4], first[5]]), expect(440.0));
     assert_eq!(i16::from_le_bytes([first[6], first[7]]), expect(660.0));
@@ -271,7 +379,9 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
     sevt.push(
         &SndEvent {
             id: 0,
-            kind: SndEventKind::CurPos { position: u64::from(open.period_sz) },
+            kind: SndEventKind::CurPos {
+                position: u64::from(open.period_sz),
+            },
         }
         .encode(),
     );
@@ -292,28 +402,58 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
         async move {
             let s = &*dom0.store;
             assert_eq!(read(s, &format!("{fe}/request-abs-pointer")).await, "1");
-            let gref: u32 = read(s, &format!("{fe}/page-gref")).await.parse().expect("gref");
-            let frame: u64 = read(s, &format!("{fe}/page-ref")).await.parse().expect("frame");
-            assert_eq!(Some(frame), guest_mem.grant_entry(gref).map(|e| u64::from(e.frame)));
-            let port: u32 = read(s, &format!("{fe}/event-channel")).await.parse().expect("port");
+            let gref: u32 = read(s, &format!("{fe}/page-gref"))
+                .await
+                .parse()
+                .expect("gref");
+            let frame: u64 = read(s, &format!("{fe}/page-ref"))
+                .await
+                .parse()
+                .expect("frame");
+            assert_eq!(
+                Some(frame),
+                guest_mem.grant_entry(gref).map(|e| u64::from(e.frame))
+            );
+            let port: u32 = read(s, &format!("{fe}/event-channel"))
+                .await
+                .parse()
+                .expect("port");
             let shm = Shm::new(dom0.grants.map(DOMID, &[gref], true).expect("map kbd page"));
-            let evtchn = dom0.events.bind_interdomain(DOMID, port).await.expect("bind kbd");
+            let evtchn = dom0
+                .events
+                .bind_interdomain(DOMID, port)
+                .await
+                .expect("bind kbd");
             (KbdBackendPage::attach(shm).expect("kbd page"), evtchn)
         }
     })
     .await;
-    out.expect("vkbd Connected", |l| l == "state vkbd/0 Connected").await;
-    kbd.0.push(&KbdInEvent::Key { pressed: true, keycode: 30 }).expect("push key");
+    out.expect("vkbd Connected", |l| l == "state vkbd/0 Connected")
+        .await;
+    kbd.0
+        .push(&KbdInEvent::Key {
+            pressed: true,
+            keycode: 30,
+        })
+        .expect("push key");
     kbd.1.notify().expect("notify");
-    out.expect("the key event", |l| l == "input vkbd/0 key keycode=30 pressed=1").await;
+    out.expect("the key event", |l| {
+        l == "input vkbd/0 key keycode=30 pressed=1"
+    })
+    .await;
     let fut = async {
         while kbd.0.unconsumed().expect("in ring") != 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    tokio::time::timeout(WAIT, fut).await.expect("key event consumed");
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("key event consumed");
     // xen-kbdfront notifies after consuming a batch.
-    tokio::time::timeout(WAIT, kbd.1.wait()).await.expect("kbdfront notifies").expect("wait");
+    tokio::time::timeout(WAIT, kbd.1.wait())
+        .await
+        .expect("kbdfront notifies")
+        .expect("wait");
 
     child.kill().await.expect("kill guest");
 }

@@ -17,7 +17,10 @@ use crate::DomId;
 /// Where a buffer's bytes live.
 pub enum DbufStorage {
     /// Our pages, granted to the backend.
-    Frontend { data: Shm, _data_refs: Vec<GrantRef> },
+    Frontend {
+        data: Shm,
+        _data_refs: Vec<GrantRef>,
+    },
     /// The backend's pages, mapped by us (after a successful DBUF_CREATE).
     Backend { data: Shm, refs: Vec<GrantRef> },
     /// be-alloc before the backend answered.
@@ -42,14 +45,22 @@ pub struct Dbuf {
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
     #[error("cannot grant {pages} pages to domain {domid}: {reason}")]
-    Grant { domid: DomId, pages: usize, reason: String },
+    Grant {
+        domid: DomId,
+        pages: usize,
+        reason: String,
+    },
     #[error("page directory: {0}")]
     Directory(String),
     #[error("shared memory: {0}")]
     Memory(String),
 }
 
-fn share(platform: &Platform, backend: DomId, pages: usize) -> Result<(Shm, Vec<GrantRef>), BufferError> {
+fn share(
+    platform: &Platform,
+    backend: DomId,
+    pages: usize,
+) -> Result<(Shm, Vec<GrantRef>), BufferError> {
     let SharedPages { mapping, refs } =
         platform
             .grants
@@ -85,13 +96,14 @@ impl Dbuf {
         let dir_pages = pagedir::directory_pages(data_pages) as usize;
         let (dir, dir_refs) = share(platform, backend, dir_pages)?;
         let storage = if be_alloc {
-            let links = pagedir::build_links(&dir_refs, data_pages).map_err(|e| BufferError::Directory(e.to_string()))?;
+            let links = pagedir::build_links(&dir_refs, data_pages)
+                .map_err(|e| BufferError::Directory(e.to_string()))?;
             write_dir(&dir, &links)?;
             DbufStorage::Pending
         } else {
             let (data, data_refs) = share(platform, backend, data_pages as usize)?;
-            let pages =
-                pagedir::build_directory(&dir_refs, &data_refs).map_err(|e| BufferError::Directory(e.to_string()))?;
+            let pages = pagedir::build_directory(&dir_refs, &data_refs)
+                .map_err(|e| BufferError::Directory(e.to_string()))?;
             write_dir(&dir, &pages)?;
             DbufStorage::Frontend {
                 data,
@@ -113,27 +125,36 @@ impl Dbuf {
 
     /// be-alloc: read the grants the backend put in our directory and map
     /// them (`backend_map`).
-    pub fn map_backend_pages(&mut self, platform: &Platform, backend: DomId) -> Result<(), BufferError> {
+    pub fn map_backend_pages(
+        &mut self,
+        platform: &Platform,
+        backend: DomId,
+    ) -> Result<(), BufferError> {
         let data_pages = pagedir::grant_count(self.size);
-        let mut walker =
-            DirectoryWalker::new(self.gref_directory, data_pages).map_err(|e| BufferError::Directory(e.to_string()))?;
+        let mut walker = DirectoryWalker::new(self.gref_directory, data_pages)
+            .map_err(|e| BufferError::Directory(e.to_string()))?;
         for i in 0..self.dir_refs.len() {
             let mut page: DirPage = [0u8; pagedir::PAGE_SIZE];
             self.dir
                 .0
                 .read(i * pagedir::PAGE_SIZE, &mut page)
                 .map_err(|e| BufferError::Memory(e.to_string()))?;
-            walker.feed(&page).map_err(|e| BufferError::Directory(e.to_string()))?;
+            walker
+                .feed(&page)
+                .map_err(|e| BufferError::Directory(e.to_string()))?;
         }
-        let refs = walker.finish().map_err(|e| BufferError::Directory(e.to_string()))?;
-        let mapping = platform
-            .grants
-            .map(backend, &refs, true)
-            .map_err(|e| BufferError::Grant {
-                domid: backend,
-                pages: refs.len(),
-                reason: e.to_string(),
-            })?;
+        let refs = walker
+            .finish()
+            .map_err(|e| BufferError::Directory(e.to_string()))?;
+        let mapping =
+            platform
+                .grants
+                .map(backend, &refs, true)
+                .map_err(|e| BufferError::Grant {
+                    domid: backend,
+                    pages: refs.len(),
+                    reason: e.to_string(),
+                })?;
         self.storage = DbufStorage::Backend {
             data: Shm::new(mapping),
             refs,
@@ -156,13 +177,21 @@ impl Dbuf {
 
     /// Copy `bytes` into the buffer at `offset`.
     pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), BufferError> {
-        let data = self.data().ok_or_else(|| BufferError::Memory("buffer not mapped yet".into()))?;
-        data.0.write(offset, bytes).map_err(|e| BufferError::Memory(e.to_string()))
+        let data = self
+            .data()
+            .ok_or_else(|| BufferError::Memory("buffer not mapped yet".into()))?;
+        data.0
+            .write(offset, bytes)
+            .map_err(|e| BufferError::Memory(e.to_string()))
     }
 
     /// Copy the buffer's bytes out.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), BufferError> {
-        let data = self.data().ok_or_else(|| BufferError::Memory("buffer not mapped yet".into()))?;
-        data.0.read(offset, out).map_err(|e| BufferError::Memory(e.to_string()))
+        let data = self
+            .data()
+            .ok_or_else(|| BufferError::Memory("buffer not mapped yet".into()))?;
+        data.0
+            .read(offset, out)
+            .map_err(|e| BufferError::Memory(e.to_string()))
     }
 }

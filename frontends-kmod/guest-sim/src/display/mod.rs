@@ -17,7 +17,9 @@ pub mod render;
 mod session;
 
 pub use buffer::{Dbuf, DbufStorage};
-pub use session::{ConnectorInfo, DisplayError, DisplaySession, FlipOutcome, EDID_MAX_SIZE, FRAME_DONE_TIMEOUT};
+pub use session::{
+    ConnectorInfo, DisplayError, DisplaySession, FlipOutcome, EDID_MAX_SIZE, FRAME_DONE_TIMEOUT,
+};
 
 use std::sync::Arc;
 
@@ -48,14 +50,21 @@ pub async fn read_card_config(dev: &XenbusDevice) -> Result<CardConfig, String> 
     let be_alloc = dev.read_own_unsigned("be-alloc", 0).await != 0;
     let mut connectors = Vec::new();
     for i in 0..MAX_CONNECTORS {
-        let Some(res) = dev.read_own(&format!("{i}/resolution")).await else { break };
-        let Some(wh) = parse_resolution(&res) else { break };
+        let Some(res) = dev.read_own(&format!("{i}/resolution")).await else {
+            break;
+        };
+        let Some(wh) = parse_resolution(&res) else {
+            break;
+        };
         connectors.push(wh);
     }
     if connectors.is_empty() {
         return Err(format!("No connector(s) configured at {}", dev.nodename));
     }
-    Ok(CardConfig { be_alloc, connectors })
+    Ok(CardConfig {
+        be_alloc,
+        connectors,
+    })
 }
 
 /// The driver-specific half of the xenbus loop for displif.
@@ -66,7 +75,10 @@ pub struct DisplayOps {
 }
 
 impl DisplayOps {
-    pub fn new(platform: Platform, session: watch::Sender<Option<Arc<DisplaySession>>>) -> DisplayOps {
+    pub fn new(
+        platform: Platform,
+        session: watch::Sender<Option<Arc<DisplaySession>>>,
+    ) -> DisplayOps {
         DisplayOps {
             platform,
             pending: None,
@@ -81,28 +93,53 @@ impl FrontendOps for DisplayOps {
         let cfg = read_card_config(dev).await?;
         let mut pairs = Vec::with_capacity(cfg.connectors.len());
         for _ in &cfg.connectors {
-            pairs.push(ChannelPair::allocate(&self.platform, dev.otherend_id, RingLayout::DISPLIF).await?);
+            pairs.push(
+                ChannelPair::allocate(&self.platform, dev.otherend_id, RingLayout::DISPLIF).await?,
+            );
         }
         let keys: Vec<(String, String)> = pairs
             .iter()
             .enumerate()
             .flat_map(|(i, p)| {
                 [
-                    (format!("{}/{i}/req-ring-ref", dev.nodename), p.req.gref().to_string()),
-                    (format!("{}/{i}/req-event-channel", dev.nodename), p.req.port().to_string()),
-                    (format!("{}/{i}/evt-ring-ref", dev.nodename), p.evt.gref().to_string()),
-                    (format!("{}/{i}/evt-event-channel", dev.nodename), p.evt.port().to_string()),
+                    (
+                        format!("{}/{i}/req-ring-ref", dev.nodename),
+                        p.req.gref().to_string(),
+                    ),
+                    (
+                        format!("{}/{i}/req-event-channel", dev.nodename),
+                        p.req.port().to_string(),
+                    ),
+                    (
+                        format!("{}/{i}/evt-ring-ref", dev.nodename),
+                        p.evt.gref().to_string(),
+                    ),
+                    (
+                        format!("{}/{i}/evt-event-channel", dev.nodename),
+                        p.evt.port().to_string(),
+                    ),
                 ]
             })
             .collect();
-        publish_keys(dev, keys).await.map_err(|e| format!("writing Xen store: {e}"))?;
+        publish_keys(dev, keys)
+            .await
+            .map_err(|e| format!("writing Xen store: {e}"))?;
         self.pending = Some((cfg, pairs));
         Ok(())
     }
 
     async fn connect(&mut self, dev: &XenbusDevice) -> Result<(), String> {
-        let (cfg, pairs) = self.pending.take().ok_or("connect without published rings")?;
-        let session = DisplaySession::start(self.platform.clone(), dev.otherend_id, cfg, pairs, dev.nodename.clone());
+        let (cfg, pairs) = self
+            .pending
+            .take()
+            .ok_or("connect without published rings")?;
+        let session = DisplaySession::start(
+            self.platform.clone(),
+            dev.otherend_id,
+            cfg,
+            pairs,
+            dev.nodename.clone(),
+        );
         self.session.send_replace(Some(Arc::new(session)));
         Ok(())
     }
@@ -116,7 +153,10 @@ impl FrontendOps for DisplayOps {
 }
 
 /// Write `(path, value)` pairs in one transaction, retrying on conflict.
-pub async fn publish_keys(dev: &XenbusDevice, keys: Vec<(String, String)>) -> Result<(), StoreError> {
+pub async fn publish_keys(
+    dev: &XenbusDevice,
+    keys: Vec<(String, String)>,
+) -> Result<(), StoreError> {
     store::transaction(&*dev.store, |tx| {
         let keys = keys.clone();
         async move {

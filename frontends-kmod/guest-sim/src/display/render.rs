@@ -32,8 +32,16 @@ pub struct RenderStats {
 pub fn encode_frame(frame: &Frame, format: PixelFormat) -> Result<Vec<u8>, String> {
     match format {
         PixelFormat::Xrgb8888 | PixelFormat::Argb8888 => {
-            let alpha = if format == PixelFormat::Argb8888 { 0xff00_0000 } else { 0 };
-            Ok(frame.pixels.iter().flat_map(|p| (p | alpha).to_le_bytes()).collect())
+            let alpha = if format == PixelFormat::Argb8888 {
+                0xff00_0000
+            } else {
+                0
+            };
+            Ok(frame
+                .pixels
+                .iter()
+                .flat_map(|p| (p | alpha).to_le_bytes())
+                .collect())
         }
         other => Err(format!("no converter to {} yet", other.name())),
     }
@@ -64,7 +72,10 @@ pub async fn render_loop(
         .ok_or(DisplayError::NoConnector(opts.connector))?;
     let (w, h) = (conn.width, conn.height);
     let bpp = opts.format.bpp();
-    let bufs = [session.create_dbuf(w, h, bpp).await?, session.create_dbuf(w, h, bpp).await?];
+    let bufs = [
+        session.create_dbuf(w, h, bpp).await?,
+        session.create_dbuf(w, h, bpp).await?,
+    ];
     let fbs = [
         session.fb_attach(&bufs[0], opts.format).await?,
         session.fb_attach(&bufs[1], opts.format).await?,
@@ -72,7 +83,9 @@ pub async fn render_loop(
     let renderer = Renderer::new(opts.scene, w, h);
     let mut frame = Frame::new(w, h);
     let draw = |frame: &mut Frame, n: u64| -> Result<Vec<u8>, DisplayError> {
-        let guard = input.as_ref().map(|i| i.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        let guard = input
+            .as_ref()
+            .map(|i| i.lock().unwrap_or_else(|p| p.into_inner()).clone());
         renderer.render_into(frame, n as u32, now_us(), guard.as_ref());
         encode_frame(frame, opts.format).map_err(|reason| DisplayError::BadResponse {
             op: "render",
@@ -80,7 +93,9 @@ pub async fn render_loop(
         })
     };
     bufs[0].write(0, &draw(&mut frame, 0)?)?;
-    session.set_config(opts.connector, Some((fbs[0], w, h, bpp))).await?;
+    session
+        .set_config(opts.connector, Some((fbs[0], w, h, bpp)))
+        .await?;
     let mut stats = RenderStats::default();
     let period = Duration::from_secs_f64(1.0 / f64::from(opts.fps.max(1)));
     let start = tokio::time::Instant::now();

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use pvgate_platform::Platform;
 use pvgate_protocol::displif::{
-    DbufCreate, DisplEvent, DisplEventKind, DisplRequest, DisplRequestOp, DisplResponse, DisplResponseBody, FbAttach,
-    GetEdid, PixelFormat, SetConfig,
+    DbufCreate, DisplEvent, DisplEventKind, DisplRequest, DisplRequestOp, DisplResponse,
+    DisplResponseBody, FbAttach, GetEdid, PixelFormat, SetConfig,
 };
 use pvgate_protocol::evtpage::{EventRingLayout, EVENT_SIZE};
 use tokio::sync::{mpsc, Mutex};
@@ -98,10 +98,15 @@ impl DisplaySession {
             .enumerate()
             .map(|(index, (&(width, height), mut pair))| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                pair.evt.start(tx, EventRingLayout::DISPLIF, format!("{nodename}/{index}"));
+                pair.evt
+                    .start(tx, EventRingLayout::DISPLIF, format!("{nodename}/{index}"));
                 pair.req.set_connected(true);
                 Connector {
-                    info: ConnectorInfo { index, width, height },
+                    info: ConnectorInfo {
+                        index,
+                        width,
+                        height,
+                    },
                     req: pair.req,
                     _evt: pair.evt,
                     events: Mutex::new(rx),
@@ -146,7 +151,9 @@ impl DisplaySession {
     }
 
     fn connector(&self, index: usize) -> Result<&Connector, DisplayError> {
-        self.connectors.get(index).ok_or(DisplayError::NoConnector(index))
+        self.connectors
+            .get(index)
+            .ok_or(DisplayError::NoConnector(index))
     }
 
     /// The request channel of a connector (for misbehaviour and raw tests).
@@ -155,7 +162,12 @@ impl DisplaySession {
     }
 
     /// Send a typed request on a connector's ring and check the answer.
-    async fn request(&self, conn: usize, op: &'static str, body: DisplRequestOp) -> Result<DisplResponse, DisplayError> {
+    async fn request(
+        &self,
+        conn: usize,
+        op: &'static str,
+        body: DisplRequestOp,
+    ) -> Result<DisplResponse, DisplayError> {
         let c = self.connector(conn)?;
         let slot = c
             .req
@@ -173,14 +185,22 @@ impl DisplaySession {
             });
         }
         if rsp.status != 0 {
-            return Err(DisplayError::Status { op, status: rsp.status });
+            return Err(DisplayError::Status {
+                op,
+                status: rsp.status,
+            });
         }
         Ok(rsp)
     }
 
     /// DBUF_CREATE (on connector 0's ring) for a `width × height` buffer at
     /// `bpp`, sized as a dumb buffer (`pitch × height`).
-    pub async fn create_dbuf(&self, width: u32, height: u32, bpp: u32) -> Result<Dbuf, DisplayError> {
+    pub async fn create_dbuf(
+        &self,
+        width: u32,
+        height: u32,
+        bpp: u32,
+    ) -> Result<Dbuf, DisplayError> {
         let size = pvgate_protocol::displif::dumb_size(width, height, bpp)
             .and_then(|s| u32::try_from(s).ok())
             .ok_or_else(|| DisplayError::BadResponse {
@@ -191,9 +211,22 @@ impl DisplaySession {
     }
 
     /// DBUF_CREATE with an explicit buffer size.
-    pub async fn create_dbuf_sized(&self, width: u32, height: u32, bpp: u32, size: u32) -> Result<Dbuf, DisplayError> {
+    pub async fn create_dbuf_sized(
+        &self,
+        width: u32,
+        height: u32,
+        bpp: u32,
+        size: u32,
+    ) -> Result<Dbuf, DisplayError> {
         let cookie = self.new_cookie();
-        let mut dbuf = Dbuf::allocate(&self.platform, self.backend, cookie, (width, height, bpp), size, self.be_alloc)?;
+        let mut dbuf = Dbuf::allocate(
+            &self.platform,
+            self.backend,
+            cookie,
+            (width, height, bpp),
+            size,
+            self.be_alloc,
+        )?;
         self.send_dbuf_create(&dbuf, 0).await?;
         if self.be_alloc {
             dbuf.map_backend_pages(&self.platform, self.backend)?;
@@ -236,7 +269,13 @@ impl DisplaySession {
             Some(dbuf)
         };
         let r = self
-            .request(0, "DBUF_DESTROY", DisplRequestOp::DbufDestroy { dbuf_cookie: cookie })
+            .request(
+                0,
+                "DBUF_DESTROY",
+                DisplRequestOp::DbufDestroy {
+                    dbuf_cookie: cookie,
+                },
+            )
             .await;
         drop(keep);
         r.map(drop)
@@ -261,14 +300,24 @@ impl DisplaySession {
     }
 
     pub async fn fb_detach(&self, fb_cookie: u64) -> Result<(), DisplayError> {
-        self.request(0, "FB_DETACH", DisplRequestOp::FbDetach { fb_cookie: nz(fb_cookie, "FB_DETACH")? })
-            .await
-            .map(drop)
+        self.request(
+            0,
+            "FB_DETACH",
+            DisplRequestOp::FbDetach {
+                fb_cookie: nz(fb_cookie, "FB_DETACH")?,
+            },
+        )
+        .await
+        .map(drop)
     }
 
     /// SET_CONFIG on connector `conn`: `Some((fb, width, height, bpp))` at
     /// 0,0 enables it (display_enable), `None` disables it (all zeros).
-    pub async fn set_config(&self, conn: usize, mode: Option<(u64, u32, u32, u32)>) -> Result<(), DisplayError> {
+    pub async fn set_config(
+        &self,
+        conn: usize,
+        mode: Option<(u64, u32, u32, u32)>,
+    ) -> Result<(), DisplayError> {
         let cfg = match mode {
             None => SetConfig::Reset,
             Some((fb, width, height, bpp)) => SetConfig::Set {
@@ -280,15 +329,27 @@ impl DisplaySession {
                 bpp,
             },
         };
-        self.request(conn, "SET_CONFIG", DisplRequestOp::SetConfig(cfg)).await.map(drop)
+        self.request(conn, "SET_CONFIG", DisplRequestOp::SetConfig(cfg))
+            .await
+            .map(drop)
     }
 
     /// PG_FLIP on connector `conn`, then wait for its EVT_PG_FLIP (the
     /// guest's vsync).
-    pub async fn page_flip(&self, conn: usize, fb_cookie: u64) -> Result<FlipOutcome, DisplayError> {
+    pub async fn page_flip(
+        &self,
+        conn: usize,
+        fb_cookie: u64,
+    ) -> Result<FlipOutcome, DisplayError> {
         let c = self.connector(conn)?;
-        self.request(conn, "PG_FLIP", DisplRequestOp::PgFlip { fb_cookie: nz(fb_cookie, "PG_FLIP")? })
-            .await?;
+        self.request(
+            conn,
+            "PG_FLIP",
+            DisplRequestOp::PgFlip {
+                fb_cookie: nz(fb_cookie, "PG_FLIP")?,
+            },
+        )
+        .await?;
         let mut events = c.events.lock().await;
         let deadline = tokio::time::Instant::now() + FRAME_DONE_TIMEOUT;
         loop {

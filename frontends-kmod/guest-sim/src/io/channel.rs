@@ -61,13 +61,10 @@ impl GrantedPage {
             .share(backend, 1, true)
             .map_err(|e| format!("cannot grant a ring page to domain {backend}: {e}"))?;
         let gref = *refs.first().ok_or("share returned no grant reference")?;
-        let evtchn: Arc<dyn EventChannel> = Arc::from(
-            platform
-                .events
-                .alloc_unbound(backend)
-                .await
-                .map_err(|e| format!("cannot allocate an event channel for domain {backend}: {e}"))?,
-        );
+        let evtchn: Arc<dyn EventChannel> =
+            Arc::from(platform.events.alloc_unbound(backend).await.map_err(|e| {
+                format!("cannot allocate an event channel for domain {backend}: {e}")
+            })?);
         Ok(GrantedPage {
             shm: Shm::new(mapping),
             gref,
@@ -97,7 +94,8 @@ pub struct RequestChannel {
 impl RequestChannel {
     /// `XEN_FRONT_RING_INIT` on a fresh granted page.
     pub fn new(page: GrantedPage, layout: RingLayout) -> Result<RequestChannel, String> {
-        let ring = FrontRing::init(page.shm.clone(), layout, 0).map_err(|e| format!("cannot initialise ring: {e}"))?;
+        let ring = FrontRing::init(page.shm.clone(), layout, 0)
+            .map_err(|e| format!("cannot initialise ring: {e}"))?;
         Ok(RequestChannel {
             page,
             state: Mutex::new(RequestState { ring, next_id: 0 }),
@@ -138,7 +136,9 @@ impl RequestChannel {
         let id = st.next_id;
         st.next_id = st.next_id.wrapping_add(1);
         let req = build(id);
-        st.ring.put_request(&req).map_err(|e| CallError::Ring(e.to_string()))?;
+        st.ring
+            .put_request(&req)
+            .map_err(|e| CallError::Ring(e.to_string()))?;
         let notify = st
             .ring
             .push_requests_and_check_notify()
@@ -148,13 +148,21 @@ impl RequestChannel {
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            while let Some(rsp) = st.ring.next_response().map_err(|e| CallError::Ring(e.to_string()))? {
+            while let Some(rsp) = st
+                .ring
+                .next_response()
+                .map_err(|e| CallError::Ring(e.to_string()))?
+            {
                 // Both drivers skip responses whose id is not the awaited one.
                 if u16::from_le_bytes([rsp[0], rsp[1]]) == id {
                     return Ok(rsp);
                 }
             }
-            if st.ring.final_check_for_responses().map_err(|e| CallError::Ring(e.to_string()))? {
+            if st
+                .ring
+                .final_check_for_responses()
+                .map_err(|e| CallError::Ring(e.to_string()))?
+            {
                 continue;
             }
             if !self.is_connected() {
@@ -177,7 +185,9 @@ impl RequestChannel {
             if st.ring.is_full() {
                 break;
             }
-            st.ring.put_request(s).map_err(|e| CallError::Ring(e.to_string()))?;
+            st.ring
+                .put_request(s)
+                .map_err(|e| CallError::Ring(e.to_string()))?;
             sent += 1;
         }
         if st
@@ -197,13 +207,21 @@ impl RequestChannel {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            while let Some(rsp) = st.ring.next_response().map_err(|e| CallError::Ring(e.to_string()))? {
+            while let Some(rsp) = st
+                .ring
+                .next_response()
+                .map_err(|e| CallError::Ring(e.to_string()))?
+            {
                 out.push(rsp);
             }
             if !out.is_empty() {
                 return Ok(out);
             }
-            if st.ring.final_check_for_responses().map_err(|e| CallError::Ring(e.to_string()))? {
+            if st
+                .ring
+                .final_check_for_responses()
+                .map_err(|e| CallError::Ring(e.to_string()))?
+            {
                 continue;
             }
             match tokio::time::timeout_at(deadline, self.page.evtchn.wait()).await {
@@ -250,7 +268,12 @@ impl EventPage {
     /// Start consuming: every event whose id is the next expected one is
     /// sent to `out` (raw 64 bytes; the device decodes). Ids that do not
     /// match are dropped but still advance the counter, as in Linux.
-    pub fn start(&mut self, out: mpsc::UnboundedSender<[u8; EVENT_SIZE]>, layout: EventRingLayout<EVENT_SIZE>, label: String) {
+    pub fn start(
+        &mut self,
+        out: mpsc::UnboundedSender<[u8; EVENT_SIZE]>,
+        layout: EventRingLayout<EVENT_SIZE>,
+        label: String,
+    ) {
         let shm = self.page.shm.clone();
         let evtchn = self.page.evtchn.clone();
         self.task = Some(tokio::spawn(async move {
@@ -308,7 +331,11 @@ pub struct ChannelPair {
 }
 
 impl ChannelPair {
-    pub async fn allocate(platform: &Platform, backend: DomId, layout: RingLayout) -> Result<ChannelPair, String> {
+    pub async fn allocate(
+        platform: &Platform,
+        backend: DomId,
+        layout: RingLayout,
+    ) -> Result<ChannelPair, String> {
         let req_page = GrantedPage::allocate(platform, backend).await?;
         let evt_page = GrantedPage::allocate(platform, backend).await?;
         Ok(ChannelPair {

@@ -45,7 +45,10 @@ impl SoundSession {
 
     /// The stream whose xenstore `unique-id` is `id`.
     pub fn stream_by_id(&self, id: &str) -> Option<Arc<SoundStream>> {
-        self.streams.iter().find(|s| s.config.unique_id.as_deref() == Some(id)).cloned()
+        self.streams
+            .iter()
+            .find(|s| s.config.unique_id.as_deref() == Some(id))
+            .cloned()
     }
 
     fn disconnect(&self) {
@@ -81,27 +84,50 @@ impl FrontendOps for SoundOps {
         let mut pairs = Vec::new();
         let mut keys = Vec::new();
         for s in card.streams() {
-            let pair = ChannelPair::allocate(&self.platform, dev.otherend_id, RingLayout::SNDIF).await?;
+            let pair =
+                ChannelPair::allocate(&self.platform, dev.otherend_id, RingLayout::SNDIF).await?;
             keys.push((format!("{}/ring-ref", s.path), pair.req.gref().to_string()));
-            keys.push((format!("{}/event-channel", s.path), pair.req.port().to_string()));
-            keys.push((format!("{}/evt-ring-ref", s.path), pair.evt.gref().to_string()));
-            keys.push((format!("{}/evt-event-channel", s.path), pair.evt.port().to_string()));
+            keys.push((
+                format!("{}/event-channel", s.path),
+                pair.req.port().to_string(),
+            ));
+            keys.push((
+                format!("{}/evt-ring-ref", s.path),
+                pair.evt.gref().to_string(),
+            ));
+            keys.push((
+                format!("{}/evt-event-channel", s.path),
+                pair.evt.port().to_string(),
+            ));
             pairs.push(pair);
         }
-        publish_keys(dev, keys).await.map_err(|e| format!("writing XenStore: {e}"))?;
+        publish_keys(dev, keys)
+            .await
+            .map_err(|e| format!("writing XenStore: {e}"))?;
         self.pending = Some((card, pairs));
         Ok(())
     }
 
     async fn connect(&mut self, dev: &XenbusDevice) -> Result<(), String> {
-        let (card, pairs) = self.pending.take().ok_or("connect without published rings")?;
+        let (card, pairs) = self
+            .pending
+            .take()
+            .ok_or("connect without published rings")?;
         let streams = card
             .streams()
             .cloned()
             .zip(pairs)
-            .map(|(cfg, pair)| Arc::new(SoundStream::start(self.platform.clone(), dev.otherend_id, cfg, pair)))
+            .map(|(cfg, pair)| {
+                Arc::new(SoundStream::start(
+                    self.platform.clone(),
+                    dev.otherend_id,
+                    cfg,
+                    pair,
+                ))
+            })
             .collect();
-        self.session.send_replace(Some(Arc::new(SoundSession { card, streams })));
+        self.session
+            .send_replace(Some(Arc::new(SoundSession { card, streams })));
         Ok(())
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use pvgate_platform::Platform;
 use pvgate_protocol::evtpage::{EventRingLayout, EVENT_SIZE};
 use pvgate_protocol::sndif::{
-    mask_of, HwParams, Interval, Open, PcmFormat, RwRange, SndEvent, SndEventKind, SndRequest, SndRequestOp,
-    SndResponse, SndResponseBody, TriggerType,
+    mask_of, HwParams, Interval, Open, PcmFormat, RwRange, SndEvent, SndEventKind, SndRequest,
+    SndRequestOp, SndResponse, SndResponseBody, TriggerType,
 };
 use pvgate_protocol::sndif_config::StreamConfig;
 use tokio::sync::{mpsc, Mutex};
@@ -66,9 +66,15 @@ pub struct SoundStream {
 }
 
 impl SoundStream {
-    pub(crate) fn start(platform: Platform, backend: DomId, config: StreamConfig, mut pair: ChannelPair) -> SoundStream {
+    pub(crate) fn start(
+        platform: Platform,
+        backend: DomId,
+        config: StreamConfig,
+        mut pair: ChannelPair,
+    ) -> SoundStream {
         let (tx, rx) = mpsc::unbounded_channel();
-        pair.evt.start(tx, EventRingLayout::SNDIF, config.path.clone());
+        pair.evt
+            .start(tx, EventRingLayout::SNDIF, config.path.clone());
         pair.req.set_connected(true);
         SoundStream {
             config,
@@ -89,7 +95,11 @@ impl SoundStream {
         self.req.clone()
     }
 
-    async fn request(&self, op: &'static str, body: SndRequestOp) -> Result<SndResponse, SoundError> {
+    async fn request(
+        &self,
+        op: &'static str,
+        body: SndRequestOp,
+    ) -> Result<SndResponse, SoundError> {
         let slot = self
             .req
             .call(|id| SndRequest { id, op: body }.encode())
@@ -106,14 +116,19 @@ impl SoundStream {
             });
         }
         if rsp.status != 0 {
-            return Err(SoundError::Status { op, status: rsp.status });
+            return Err(SoundError::Status {
+                op,
+                status: rsp.status,
+            });
         }
         Ok(rsp)
     }
 
     /// One HW_PARAM_QUERY; returns the backend's refinement.
     pub async fn hw_param_query(&self, query: HwParams) -> Result<HwParams, SoundError> {
-        let rsp = self.request("HW_PARAM_QUERY", SndRequestOp::HwParamQuery(query)).await?;
+        let rsp = self
+            .request("HW_PARAM_QUERY", SndRequestOp::HwParamQuery(query))
+            .await?;
         match rsp.body {
             SndResponseBody::HwParamQuery(p) => Ok(p),
             _ => Err(SoundError::BadResponse {
@@ -150,7 +165,10 @@ impl SoundStream {
                 min: hw.channels_min,
                 max: hw.channels_max,
             },
-            buffer: Interval { min: 1, max: buffer_max },
+            buffer: Interval {
+                min: 1,
+                max: buffer_max,
+            },
             period: Interval {
                 min: period_min,
                 max: buffer_max,
@@ -160,8 +178,18 @@ impl SoundStream {
         for step in 0..5 {
             match step {
                 1 => q.formats = mask_of([format]),
-                2 => q.rates = Interval { min: rate, max: rate },
-                3 => q.channels = Interval { min: channels, max: channels },
+                2 => {
+                    q.rates = Interval {
+                        min: rate,
+                        max: rate,
+                    }
+                }
+                3 => {
+                    q.channels = Interval {
+                        min: channels,
+                        max: channels,
+                    }
+                }
                 4 => {
                     q.period = Interval {
                         min: period_frames,
@@ -200,7 +228,9 @@ impl SoundStream {
         // hw_params may run again: free the previous buffer first.
         *open = None;
         let buffer = Dbuf::allocate(&self.platform, self.backend, 0, (0, 0, 0), buffer_sz, false)
-            .map_err(|e| SoundError::Usage(format!("cannot allocate the stream buffer: {e}")))?;
+            .map_err(|e| {
+            SoundError::Usage(format!("cannot allocate the stream buffer: {e}"))
+        })?;
         self.request(
             "OPEN",
             SndRequestOp::Open(Open {
@@ -224,29 +254,41 @@ impl SoundStream {
     }
 
     pub async fn trigger(&self, t: TriggerType) -> Result<(), SoundError> {
-        self.request("TRIGGER", SndRequestOp::Trigger(t)).await.map(drop)
+        self.request("TRIGGER", SndRequestOp::Trigger(t))
+            .await
+            .map(drop)
     }
 
     /// Copy `data` into the buffer at `offset` and send WRITE for it.
     pub async fn write_at(&self, offset: u32, data: &[u8]) -> Result<(), SoundError> {
         {
             let open = self.open.lock().await;
-            let st = open.as_ref().ok_or_else(|| SoundError::Usage("WRITE before OPEN".into()))?;
+            let st = open
+                .as_ref()
+                .ok_or_else(|| SoundError::Usage("WRITE before OPEN".into()))?;
             st.buffer
                 .write(offset as usize, data)
                 .map_err(|e| SoundError::Usage(e.to_string()))?;
         }
-        let length = u32::try_from(data.len()).map_err(|_| SoundError::Usage("chunk too large".into()))?;
-        self.request("WRITE", SndRequestOp::Write(RwRange { offset, length })).await.map(drop)
+        let length =
+            u32::try_from(data.len()).map_err(|_| SoundError::Usage("chunk too large".into()))?;
+        self.request("WRITE", SndRequestOp::Write(RwRange { offset, length }))
+            .await
+            .map(drop)
     }
 
     /// Send READ for `length` bytes at `offset` and copy them out.
     pub async fn read_at(&self, offset: u32, length: u32) -> Result<Vec<u8>, SoundError> {
-        self.request("READ", SndRequestOp::Read(RwRange { offset, length })).await?;
+        self.request("READ", SndRequestOp::Read(RwRange { offset, length }))
+            .await?;
         let open = self.open.lock().await;
-        let st = open.as_ref().ok_or_else(|| SoundError::Usage("READ before OPEN".into()))?;
+        let st = open
+            .as_ref()
+            .ok_or_else(|| SoundError::Usage("READ before OPEN".into()))?;
         let mut out = vec![0u8; length as usize];
-        st.buffer.read(offset as usize, &mut out).map_err(|e| SoundError::Usage(e.to_string()))?;
+        st.buffer
+            .read(offset as usize, &mut out)
+            .map_err(|e| SoundError::Usage(e.to_string()))?;
         Ok(out)
     }
 
@@ -284,11 +326,19 @@ impl SoundStream {
     /// period each time CUR_POS shows one was consumed, until `total` bytes
     /// went out; wait for them to play, TRIGGER stop. `fill(offset_in_stream,
     /// chunk)` produces the samples. The stream must be open.
-    pub async fn play(&self, total: u64, mut fill: impl FnMut(u64, &mut [u8])) -> Result<StreamStats, SoundError> {
-        let (_, _, _, buffer_sz, period_sz) =
-            self.open_params().await.ok_or_else(|| SoundError::Usage("play before OPEN".into()))?;
+    pub async fn play(
+        &self,
+        total: u64,
+        mut fill: impl FnMut(u64, &mut [u8]),
+    ) -> Result<StreamStats, SoundError> {
+        let (_, _, _, buffer_sz, period_sz) = self
+            .open_params()
+            .await
+            .ok_or_else(|| SoundError::Usage("play before OPEN".into()))?;
         if period_sz == 0 || buffer_sz < period_sz {
-            return Err(SoundError::Usage(format!("period {period_sz} and buffer {buffer_sz} cannot be played")));
+            return Err(SoundError::Usage(format!(
+                "period {period_sz} and buffer {buffer_sz} cannot be played"
+            )));
         }
         let mut stats = StreamStats::default();
         let mut written: u64 = 0;
@@ -319,7 +369,8 @@ impl SoundStream {
             position = p;
             stats.last_position = p;
             // Room in the buffer: everything the backend has consumed.
-            while written < total && written.saturating_sub(position) + u64::from(period_sz) <= u64::from(buffer_sz)
+            while written < total
+                && written.saturating_sub(position) + u64::from(period_sz) <= u64::from(buffer_sz)
             {
                 let (offset, data) = write_next(&mut written, &mut stats, &mut chunk);
                 self.write_at(offset, &data).await?;
@@ -332,11 +383,19 @@ impl SoundStream {
     /// Capture as ALSA does it: TRIGGER start, then READ each period the
     /// CUR_POS events say is ready, until `total` bytes came in; TRIGGER
     /// stop. Each chunk goes to `sink`. The stream must be open.
-    pub async fn capture(&self, total: u64, mut sink: impl FnMut(&[u8])) -> Result<StreamStats, SoundError> {
-        let (_, _, _, buffer_sz, period_sz) =
-            self.open_params().await.ok_or_else(|| SoundError::Usage("capture before OPEN".into()))?;
+    pub async fn capture(
+        &self,
+        total: u64,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<StreamStats, SoundError> {
+        let (_, _, _, buffer_sz, period_sz) = self
+            .open_params()
+            .await
+            .ok_or_else(|| SoundError::Usage("capture before OPEN".into()))?;
         if period_sz == 0 || buffer_sz < period_sz {
-            return Err(SoundError::Usage(format!("period {period_sz} and buffer {buffer_sz} cannot be captured")));
+            return Err(SoundError::Usage(format!(
+                "period {period_sz} and buffer {buffer_sz} cannot be captured"
+            )));
         }
         let mut stats = StreamStats::default();
         self.trigger(TriggerType::Start).await?;

@@ -87,7 +87,9 @@ async fn execute<O: FrontendOps>(
                 if let Err(e) = ops.publish(dev).await {
                     // xenbus_dev_fatal: record the error and close.
                     tracing::error!(device = %label, "initializing frontend: {e}");
-                    let _ = dev.write_own("error", &format!("initializing frontend: {e}")).await;
+                    let _ = dev
+                        .write_own("error", &format!("initializing frontend: {e}"))
+                        .await;
                     let _ = dev.switch_state(XenbusState::Closing).await;
                     report(XenbusState::Closing);
                     return;
@@ -96,7 +98,9 @@ async fn execute<O: FrontendOps>(
             Action::Connect => {
                 if let Err(e) = ops.connect(dev).await {
                     tracing::error!(device = %label, "connecting backend: {e}");
-                    let _ = dev.write_own("error", &format!("connecting backend: {e}")).await;
+                    let _ = dev
+                        .write_own("error", &format!("connecting backend: {e}"))
+                        .await;
                     let _ = dev.switch_state(XenbusState::Closing).await;
                     report(XenbusState::Closing);
                     return;

@@ -64,7 +64,11 @@ pub enum XenbusError {
         source: StoreError,
     },
     #[error("{path}: bad value '{value}': {reason}")]
-    BadValue { path: String, value: String, reason: String },
+    BadValue {
+        path: String,
+        value: String,
+        reason: String,
+    },
 }
 
 /// One frontend device as the xenbus core knows it.
@@ -84,11 +88,14 @@ impl XenbusDevice {
         let otherend = read(&*store, &format!("{nodename}/backend")).await?;
         let id_path = format!("{nodename}/backend-id");
         let id_text = read(&*store, &id_path).await?;
-        let otherend_id = id_text.trim().parse::<DomId>().map_err(|e| XenbusError::BadValue {
-            path: id_path,
-            value: id_text.clone(),
-            reason: e.to_string(),
-        })?;
+        let otherend_id = id_text
+            .trim()
+            .parse::<DomId>()
+            .map_err(|e| XenbusError::BadValue {
+                path: id_path,
+                value: id_text.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(XenbusDevice {
             store,
             nodename: nodename.to_string(),
@@ -107,7 +114,12 @@ impl XenbusDevice {
     }
 
     pub async fn backend_state(&self) -> XenbusState {
-        let v = self.store.read_opt(&format!("{}/state", self.otherend)).await.ok().flatten();
+        let v = self
+            .store
+            .read_opt(&format!("{}/state", self.otherend))
+            .await
+            .ok()
+            .flatten();
         XenbusState::parse(v.as_deref())
     }
 
@@ -122,7 +134,10 @@ impl XenbusDevice {
             .store
             .watch(&path)
             .await
-            .map_err(|source| XenbusError::Store { path: path.clone(), source })?;
+            .map_err(|source| XenbusError::Store {
+                path: path.clone(),
+                source,
+            })?;
         let store = self.store.clone();
         Ok(watch.then(move |_| {
             let store = store.clone();
@@ -142,7 +157,11 @@ impl XenbusDevice {
     }
 
     pub async fn read_own(&self, key: &str) -> Option<String> {
-        self.store.read_opt(&format!("{}/{key}", self.nodename)).await.ok().flatten()
+        self.store
+            .read_opt(&format!("{}/{key}", self.nodename))
+            .await
+            .ok()
+            .flatten()
     }
 
     pub async fn write_own(&self, key: &str, value: &str) -> Result<(), XenbusError> {

@@ -213,8 +213,14 @@ mod tests {
         let mut p = FrontendPolicy::new(Driver::Display { be_alloc: false });
         assert_eq!(p.probe(), vec![SwitchState(Initialising)]);
         assert_eq!(p.on_backend_state(Initialising), vec![]);
-        assert_eq!(p.on_backend_state(InitWait), vec![Publish, SwitchState(Initialised)]);
-        assert_eq!(p.on_backend_state(Connected), vec![Connect, SwitchState(Connected)]);
+        assert_eq!(
+            p.on_backend_state(InitWait),
+            vec![Publish, SwitchState(Initialised)]
+        );
+        assert_eq!(
+            p.on_backend_state(Connected),
+            vec![Connect, SwitchState(Connected)]
+        );
         // Backend restarts: it comes back in InitWait.
         assert_eq!(
             p.on_backend_state(InitWait),
@@ -226,14 +232,24 @@ mod tests {
                 SwitchState(Initialised)
             ]
         );
-        assert_eq!(p.on_backend_state(Connected), vec![Connect, SwitchState(Connected)]);
+        assert_eq!(
+            p.on_backend_state(Connected),
+            vec![Connect, SwitchState(Connected)]
+        );
         // Backend closes: tear down and wait in Initialising.
         assert_eq!(p.on_backend_state(Closing), vec![]);
         assert_eq!(
             p.on_backend_state(Closed),
-            vec![SwitchState(Reconfiguring), Teardown, SwitchState(Initialising)]
+            vec![
+                SwitchState(Reconfiguring),
+                Teardown,
+                SwitchState(Initialising)
+            ]
         );
-        assert_eq!(p.on_backend_state(InitWait), vec![Publish, SwitchState(Initialised)]);
+        assert_eq!(
+            p.on_backend_state(InitWait),
+            vec![Publish, SwitchState(Initialised)]
+        );
     }
 
     #[test]
@@ -252,22 +268,42 @@ mod tests {
         p.probe();
         assert_eq!(
             p.on_backend_state(InitWait),
-            vec![Teardown, SwitchState(Initialising), Publish, SwitchState(Initialised)]
+            vec![
+                Teardown,
+                SwitchState(Initialising),
+                Publish,
+                SwitchState(Initialised)
+            ]
         );
-        assert_eq!(p.on_backend_state(Connected), vec![Connect, SwitchState(Connected)]);
-        assert_eq!(p.on_backend_state(Closed), vec![Teardown, SwitchState(Initialising)]);
+        assert_eq!(
+            p.on_backend_state(Connected),
+            vec![Connect, SwitchState(Connected)]
+        );
+        assert_eq!(
+            p.on_backend_state(Closed),
+            vec![Teardown, SwitchState(Initialising)]
+        );
         assert_eq!(p.on_backend_state(Connected), vec![]);
     }
 
     #[test]
     fn input_publishes_at_probe_and_closes_with_backend() {
         let mut p = FrontendPolicy::new(Driver::Input);
-        assert_eq!(p.probe(), vec![SwitchState(Initialising), Publish, SwitchState(Initialised)]);
-        assert_eq!(p.on_backend_state(InitWait), vec![Connect, SwitchState(Connected)]);
+        assert_eq!(
+            p.probe(),
+            vec![SwitchState(Initialising), Publish, SwitchState(Initialised)]
+        );
+        assert_eq!(
+            p.on_backend_state(InitWait),
+            vec![Connect, SwitchState(Connected)]
+        );
         assert_eq!(p.on_backend_state(Connected), vec![]);
         assert_eq!(p.on_backend_state(Closing), vec![SwitchState(Closed)]);
         assert_eq!(p.on_backend_state(Closed), vec![]);
         // The backend comes back: same page and channel, Connected again.
-        assert_eq!(p.on_backend_state(InitWait), vec![Connect, SwitchState(Connected)]);
+        assert_eq!(
+            p.on_backend_state(InitWait),
+            vec![Connect, SwitchState(Connected)]
+        );
     }
 }

@@ -42,7 +42,10 @@ pub struct Sim {
 impl Sim {
     pub async fn start() -> Sim {
         // Unix socket paths are short: keep the directory in /tmp.
-        let dir = tempfile::Builder::new().prefix("gs").tempdir_in("/tmp").expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("gs")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
         let hv = SimHypervisor::start(dir.path()).expect("sim hypervisor");
         let xenstore = XenstoreServer::start(
             dir.path(),
@@ -62,7 +65,9 @@ impl Sim {
 
     /// dom0's platform: the backend's view.
     pub async fn dom0(&self) -> Platform {
-        let store = XsStore::connect(Some(&dom0_socket(self.path()))).await.expect("dom0 xenstore");
+        let store = XsStore::connect(Some(&dom0_socket(self.path())))
+            .await
+            .expect("dom0 xenstore");
         Platform {
             domid: 0,
             store: Arc::new(store),
@@ -73,7 +78,11 @@ impl Sim {
 }
 
 /// Wait until `path` satisfies `pred`, following a watch.
-pub async fn wait_node(store: &dyn Store, path: &str, pred: impl Fn(Option<&str>) -> bool) -> Option<String> {
+pub async fn wait_node(
+    store: &dyn Store,
+    path: &str,
+    pred: impl Fn(Option<&str>) -> bool,
+) -> Option<String> {
     let mut watch = store.watch(path).await.expect("watch");
     let fut = async {
         loop {
@@ -81,9 +90,7 @@ pub async fn wait_node(store: &dyn Store, path: &str, pred: impl Fn(Option<&str>
             if pred(v.as_deref()) {
                 return v;
             }
-            if watch.next().await.is_none() {
-                return None;
-            }
+            watch.next().await?;
         }
     };
     tokio::time::timeout(WAIT, fut)
@@ -92,7 +99,10 @@ pub async fn wait_node(store: &dyn Store, path: &str, pred: impl Fn(Option<&str>
 }
 
 pub async fn read(store: &dyn Store, path: &str) -> String {
-    store.read(path).await.unwrap_or_else(|e| panic!("read {path}: {e}"))
+    store
+        .read(path)
+        .await
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 
 /// One mapped request ring with its bound event channel.
@@ -103,9 +113,19 @@ pub struct RingEnd {
 }
 
 impl RingEnd {
-    pub async fn connect(dom0: &Platform, guest: DomId, gref: u32, port: u32, layout: RingLayout) -> RingEnd {
+    pub async fn connect(
+        dom0: &Platform,
+        guest: DomId,
+        gref: u32,
+        port: u32,
+        layout: RingLayout,
+    ) -> RingEnd {
         let shm = Shm::new(dom0.grants.map(guest, &[gref], true).expect("map ring"));
-        let evtchn = dom0.events.bind_interdomain(guest, port).await.expect("bind ring evtchn");
+        let evtchn = dom0
+            .events
+            .bind_interdomain(guest, port)
+            .await
+            .expect("bind ring evtchn");
         RingEnd {
             ring: BackRing::attach(shm.clone(), layout, 0),
             evtchn,
@@ -126,7 +146,9 @@ impl RingEnd {
                 self.evtchn.wait().await.expect("wait");
             }
         };
-        tokio::time::timeout(WAIT, fut).await.expect("no request from the guest")
+        tokio::time::timeout(WAIT, fut)
+            .await
+            .expect("no request from the guest")
     }
 
     pub fn respond(&mut self, rsp: &Slot) {
@@ -153,8 +175,16 @@ impl EventEnd {
         port: u32,
         layout: EventRingLayout<EVENT_SIZE>,
     ) -> EventEnd {
-        let shm = Shm::new(dom0.grants.map(guest, &[gref], true).expect("map event page"));
-        let evtchn = dom0.events.bind_interdomain(guest, port).await.expect("bind event evtchn");
+        let shm = Shm::new(
+            dom0.grants
+                .map(guest, &[gref], true)
+                .expect("map event page"),
+        );
+        let evtchn = dom0
+            .events
+            .bind_interdomain(guest, port)
+            .await
+            .expect("bind event evtchn");
         EventEnd {
             producer: EventProducer::attach(shm.clone(), layout).expect("event page"),
             evtchn,
@@ -171,7 +201,9 @@ impl EventEnd {
     /// The guest's consumer index on the page.
     pub fn in_cons(&self) -> u32 {
         use pvgate_protocol::SharedMemory;
-        self.shm.load_u32_acquire(self.layout.cons_offset).expect("in_cons")
+        self.shm
+            .load_u32_acquire(self.layout.cons_offset)
+            .expect("in_cons")
     }
 
     /// Wait until the guest consumed `n` events.
@@ -181,13 +213,20 @@ impl EventEnd {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
-        tokio::time::timeout(WAIT, fut).await.expect("guest did not consume the event");
+        tokio::time::timeout(WAIT, fut)
+            .await
+            .expect("guest did not consume the event");
     }
 }
 
 /// The backend half of a device's XenBus handshake: InitWait, wait for the
 /// frontend to publish (`ready` states), then `connect`, then Connected.
-pub async fn backend_handshake<T, F, Fut>(dom0: &Platform, backend_path: &str, ready: &[&str], connect: F) -> T
+pub async fn backend_handshake<T, F, Fut>(
+    dom0: &Platform,
+    backend_path: &str,
+    ready: &[&str],
+    connect: F,
+) -> T
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = T>,
@@ -195,10 +234,19 @@ where
     let store = &*dom0.store;
     wait_node(store, &format!("{backend_path}/state"), |v| v.is_some()).await;
     let frontend = read(store, &format!("{backend_path}/frontend")).await;
-    store.write(&format!("{backend_path}/state"), "2").await.expect("InitWait");
-    wait_node(store, &format!("{frontend}/state"), |v| v.is_some_and(|s| ready.contains(&s))).await;
+    store
+        .write(&format!("{backend_path}/state"), "2")
+        .await
+        .expect("InitWait");
+    wait_node(store, &format!("{frontend}/state"), |v| {
+        v.is_some_and(|s| ready.contains(&s))
+    })
+    .await;
     let t = connect(frontend.clone()).await;
-    store.write(&format!("{backend_path}/state"), "4").await.expect("Connected");
+    store
+        .write(&format!("{backend_path}/state"), "4")
+        .await
+        .expect("Connected");
     wait_node(store, &format!("{frontend}/state"), |v| v == Some("4")).await;
     t
 }
