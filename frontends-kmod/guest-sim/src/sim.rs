@@ -1,15 +1,12 @@
 //! Attaching to the simulated Xen in a sim directory: as dom0's toolstack
 //! (`DIR/xenstored.sock`) and as the guest (`DIR/domains/<N>/xenstore.sock`,
 //! its memory, grant table and event channels).
-//!
-//! This builds the [`Platform`] from the sim's pieces until the platform
-//! crate offers one call for it.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use pvgate_platform::sim::hypervisor::{SimDomainMemory, SimEventChannels, SimGrantMapper};
-use pvgate_platform::sim::xenstore::{dom0_socket, guest_socket};
+use pvgate_platform::sim::hypervisor::SimDomainMemory;
+use pvgate_platform::sim::xenstore::dom0_socket;
 use pvgate_platform::xs_client::XsStore;
 use pvgate_platform::{GrantRef, Platform, StoreError};
 
@@ -33,31 +30,14 @@ impl GuestPlatform {
 
 /// Connect as domain `domid` (which must have been introduced).
 pub async fn connect_guest(dir: &Path, domid: DomId) -> anyhow::Result<GuestPlatform> {
-    let socket = guest_socket(dir, domid);
-    let store = XsStore::connect(Some(&socket)).await.map_err(|e| {
-        anyhow::anyhow!(
-            "guest {domid}: cannot connect to xenstore at {}: {e}",
-            socket.display()
-        )
-    })?;
-    let grants = SimGrantMapper::open(dir, domid).map_err(|e| {
+    let platform = pvgate_platform::sim::connect(dir, domid).await?;
+    let memory = SimDomainMemory::open(dir, domid).map_err(|e| {
         anyhow::anyhow!(
             "guest {domid}: cannot open its memory in {}: {e}",
             dir.display()
         )
     })?;
-    let events = SimEventChannels::connect(dir, domid)
-        .map_err(|e| anyhow::anyhow!("guest {domid}: no event channels: {e}"))?;
-    let memory = grants.memory().clone();
-    Ok(GuestPlatform {
-        platform: Platform {
-            domid,
-            store: Arc::new(store),
-            grants: Arc::new(grants),
-            events: Arc::new(events),
-        },
-        memory,
-    })
+    Ok(GuestPlatform { platform, memory })
 }
 
 /// Connect as dom0's toolstack.

@@ -4,39 +4,21 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use pvgate_guest_sim::io::shm::Shm;
-use pvgate_platform::sim::hypervisor::{SimEventChannels, SimGrantMapper, SimHypervisor};
-use pvgate_platform::sim::xenstore::{dom0_socket, DomainObserver, XenstoreConfig, XenstoreServer};
-use pvgate_platform::xs_client::XsStore;
+use pvgate_platform::sim::SimXen;
 use pvgate_platform::{DomId, EventChannel, Platform, Store};
 use pvgate_protocol::evtpage::{EventProducer, EventRingLayout, EVENT_SIZE};
 use pvgate_protocol::ring::{BackRing, RingLayout, Slot};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Tells the hypervisor about domains xenstore learns of (XS_INTRODUCE).
-struct HvObserver(SimHypervisor);
-
-impl DomainObserver for HvObserver {
-    fn on_domain_introduced(&self, domid: DomId, _mfn: u64, _evtchn: u32) {
-        if let Err(e) = self.0.add_domain(domid) {
-            eprintln!("sim: cannot add domain {domid}: {e}");
-        }
-    }
-    fn on_domain_released(&self, domid: DomId) {
-        self.0.remove_domain(domid);
-    }
-}
-
 /// The simulated Xen, running in this process.
 pub struct Sim {
     pub dir: tempfile::TempDir,
-    pub hv: SimHypervisor,
-    pub xenstore: XenstoreServer,
+    pub xen: SimXen,
 }
 
 impl Sim {
@@ -46,17 +28,8 @@ impl Sim {
             .prefix("gs")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        let hv = SimHypervisor::start(dir.path()).expect("sim hypervisor");
-        let xenstore = XenstoreServer::start(
-            dir.path(),
-            XenstoreConfig {
-                observer: Some(Arc::new(HvObserver(hv.clone()))),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("sim xenstore");
-        Sim { dir, hv, xenstore }
+        let xen = SimXen::start(dir.path()).await.expect("sim xen");
+        Sim { dir, xen }
     }
 
     pub fn path(&self) -> &Path {
@@ -65,15 +38,9 @@ impl Sim {
 
     /// dom0's platform: the backend's view.
     pub async fn dom0(&self) -> Platform {
-        let store = XsStore::connect(Some(&dom0_socket(self.path())))
+        pvgate_platform::sim::connect(self.path(), 0)
             .await
-            .expect("dom0 xenstore");
-        Platform {
-            domid: 0,
-            store: Arc::new(store),
-            grants: Arc::new(SimGrantMapper::open(self.path(), 0).expect("dom0 grants")),
-            events: Arc::new(SimEventChannels::connect(self.path(), 0).expect("dom0 evtchn")),
-        }
+            .expect("dom0 platform")
     }
 }
 
