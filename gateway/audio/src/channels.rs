@@ -189,7 +189,7 @@ mod tests {
         Downmix::new(2, Layout::Mono)
             .unwrap()
             .process(&[0.2, 0.4, -1.0, 1.0], &mut out);
-        assert_eq!(out, vec![0.3f32 as f32, 0.0]);
+        assert_eq!(out, vec![0.3f32, 0.0]);
     }
 
     #[test]
@@ -251,6 +251,6 @@ mod tests {
         Upmix::new(Layout::Stereo, 1)
             .unwrap()
             .process(&[0.2, 0.4], &mut out);
-        assert_eq!(out, vec![0.3f32 as f32]);
+        assert_eq!(out, vec![0.3f32]);
     }
 }
