@@ -15,6 +15,11 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 /// Edge of a damage tile in pixels.
 pub const TILE: u32 = 64;
 
+/// Largest row pitch accepted: twice the widest 32-bit row. A pitch is not
+/// guest input for dumb buffers, but the band buffer is `64 × pitch`, so an
+/// absurd one must not turn into an absurd allocation.
+pub const MAX_PITCH: usize = crate::frame::MAX_FRAME_EDGE as usize * 4 * 2;
+
 /// Where a framebuffer's pixels are inside its buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceLayout {
@@ -130,6 +135,7 @@ impl DamageTracker {
             || layout.width > crate::frame::MAX_FRAME_EDGE
             || layout.height > crate::frame::MAX_FRAME_EDGE
             || layout.pitch < row_bytes
+            || layout.pitch > MAX_PITCH
         {
             return Err(DamageError::Geometry(layout));
         }

@@ -79,7 +79,10 @@ struct SharedEncoder {
     params: EncoderParams,
     input: LatestSlot<FrameUpdate>,
     keyframe_wanted: AtomicBool,
-    output: broadcast::Sender<Arc<EncodedFrame>>,
+    /// Taken (dropped) when the encoder thread ends, so that subscribers'
+    /// receivers see the end of the stream even while they keep this struct
+    /// alive.
+    output: Mutex<Option<broadcast::Sender<Arc<EncodedFrame>>>>,
     counters: Counters,
     /// Guarded by the connector's encoder list lock.
     subscribers: AtomicU64,
@@ -183,7 +186,7 @@ impl EncoderHub {
                     params,
                     input: LatestSlot::new(),
                     keyframe_wanted: AtomicBool::new(false),
-                    output: broadcast::channel(BROADCAST_CAPACITY).0,
+                    output: Mutex::new(Some(broadcast::channel(BROADCAST_CAPACITY).0)),
                     counters: Counters::default(),
                     subscribers: AtomicU64::new(0),
                 });
@@ -199,9 +202,18 @@ impl EncoderHub {
                 shared
             }
         };
-        shared.subscribers.fetch_add(1, Ordering::Relaxed);
         // Subscribe before asking for the keyframe so it cannot be missed.
-        let rx = shared.output.subscribe();
+        let rx = match lock(&shared.output).as_ref() {
+            Some(tx) => tx.subscribe(),
+            None => {
+                return Err(EncodeError::Codec {
+                    codec: shared.params.codec,
+                    what: "subscribing",
+                    detail: "the encoder has stopped".into(),
+                })
+            }
+        };
+        shared.subscribers.fetch_add(1, Ordering::Relaxed);
         drop(encoders);
         shared.request_keyframe();
         Ok(Subscription {
@@ -330,7 +342,22 @@ impl EncodeLoop {
     }
 }
 
+/// Ends the stream for subscribers when the encoder thread exits, however
+/// it exits (a panic included).
+struct CloseOutputOnExit(Arc<SharedEncoder>);
+
+impl Drop for CloseOutputOnExit {
+    fn drop(&mut self) {
+        lock(&self.0.output).take();
+        self.0.input.close();
+    }
+}
+
 fn run_encoder(shared: Arc<SharedEncoder>, encoder: Box<dyn VideoEncoder>) {
+    let _close = CloseOutputOnExit(shared.clone());
+    let Some(output) = lock(&shared.output).clone() else {
+        return;
+    };
     let mut lp = EncodeLoop::new(encoder);
     let c = &shared.counters;
     loop {
@@ -352,7 +379,7 @@ fn run_encoder(shared: Arc<SharedEncoder>, encoder: Box<dyn VideoEncoder>) {
                     c.encode_us_total.fetch_add(us, Ordering::Relaxed);
                     c.encode_us_max.fetch_max(us, Ordering::Relaxed);
                     // No receivers is fine: the last one may be leaving.
-                    let _ = shared.output.send(Arc::new(frame));
+                    let _ = output.send(Arc::new(frame));
                 }
                 Err(e) => {
                     c.errors.fetch_add(1, Ordering::Relaxed);
@@ -381,6 +408,7 @@ fn run_encoder(shared: Arc<SharedEncoder>, encoder: Box<dyn VideoEncoder>) {
         }
     }
     tracing::debug!(connector = ?shared.connector, codec = %shared.params.codec, "encoder stopped");
+    // `output` and then the guard drop here: the last sender goes away.
 }
 
 /// One viewer's stream from a shared encoder. Dropping it unsubscribes.

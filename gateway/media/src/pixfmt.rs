@@ -232,9 +232,38 @@ fn convert_yuyv(src: &[u8], dst: &mut [u8]) {
     }
 }
 
+/// The protocol crate names the same formats (as the wire carries them);
+/// this is where a backend turns an FB_ATTACH format into a converter.
+impl From<pvgate_protocol::displif::PixelFormat> for PixelFormat {
+    fn from(f: pvgate_protocol::displif::PixelFormat) -> PixelFormat {
+        use pvgate_protocol::displif::PixelFormat as P;
+        match f {
+            P::Xrgb8888 => PixelFormat::Xrgb8888,
+            P::Argb8888 => PixelFormat::Argb8888,
+            P::Rgb565 => PixelFormat::Rgb565,
+            P::Rgb888 => PixelFormat::Rgb888,
+            P::Xrgb4444 => PixelFormat::Xrgb4444,
+            P::Argb4444 => PixelFormat::Argb4444,
+            P::Xrgb1555 => PixelFormat::Xrgb1555,
+            P::Argb1555 => PixelFormat::Argb1555,
+            P::Yuyv => PixelFormat::Yuyv,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agrees_with_the_protocol_crate() {
+        for p in pvgate_protocol::displif::PixelFormat::ALL {
+            let ours = PixelFormat::from(p);
+            assert_eq!(ours.fourcc(), p.fourcc(), "{p:?}");
+            assert_eq!(ours.bits_per_pixel(), p.bpp(), "{p:?}");
+            assert_eq!(PixelFormat::from_fourcc(p.fourcc()), Ok(ours));
+        }
+    }
 
     /// Convert one row of source bytes and return the pixels as 0xXXRRGGBB.
     fn convert(format: PixelFormat, src: &[u8], pixels: usize) -> Vec<u32> {
