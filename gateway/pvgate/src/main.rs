@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod discovery;
+mod http;
 
 use std::process::ExitCode;
 

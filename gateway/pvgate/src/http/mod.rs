@@ -1,0 +1,162 @@
+//! The HTTP server: JSON API, snapshots, health. The browser client, auth
+//! and WebRTC signalling extend this router (browser issue).
+
+mod api;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use pvgate_media::SharedFrame;
+use pvgate_platform::DomId;
+use serde::Serialize;
+
+/// One display connector of a guest as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DisplayInfo {
+    /// Position in the guest's list of displays (what URLs use).
+    pub index: usize,
+    /// The vdispl device and connector it is.
+    pub device: u32,
+    pub connector: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One guest as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct GuestInfo {
+    pub domid: DomId,
+    pub name: String,
+    pub displays: Vec<DisplayInfo>,
+}
+
+/// What the HTTP layer needs to know of the running backends.
+pub trait GatewayView: Send + Sync + 'static {
+    /// Every guest with at least one served device, by domid.
+    fn guests(&self) -> Vec<GuestInfo>;
+    /// The latest frame of display `index` of guest `domid`, if it has one.
+    fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame>;
+}
+
+pub fn router(view: Arc<dyn GatewayView>) -> Router {
+    Router::new()
+        .route("/", get(api::index))
+        .route("/healthz", get(api::healthz))
+        .route("/api/guests", get(api::list_guests))
+        .route("/api/guests/{domid}", get(api::get_guest))
+        .route(
+            "/api/guests/{domid}/displays/{index}/snapshot.png",
+            get(api::snapshot_png),
+        )
+        .route(
+            "/api/guests/{domid}/displays/{index}/snapshot.jpg",
+            get(api::snapshot_jpg),
+        )
+        .with_state(view)
+}
+
+/// Bind `listen` and serve until the future is dropped.
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen} (is another pvgate running? choose another address with --listen)")
+    })
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    view: Arc<dyn GatewayView>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(view))
+        .await
+        .context("the HTTP server stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use pvgate_media::Frame;
+    use tower::ServiceExt;
+
+    struct OneGuest(SharedFrame);
+
+    impl GatewayView for OneGuest {
+        fn guests(&self) -> Vec<GuestInfo> {
+            vec![GuestInfo {
+                domid: 5,
+                name: "guest<5>".into(),
+                displays: vec![DisplayInfo {
+                    index: 0,
+                    device: 0,
+                    connector: 0,
+                    width: 32,
+                    height: 16,
+                }],
+            }]
+        }
+        fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame> {
+            (domid == 5 && index == 0).then(|| self.0.clone())
+        }
+    }
+
+    async fn get(uri: &str) -> (StatusCode, Option<String>, Vec<u8>) {
+        let mut frame = Frame::new(32, 16).unwrap();
+        frame.fill_rect(0, 0, 32, 16, 0x0012_3456);
+        let app = router(Arc::new(OneGuest(Arc::new(frame))));
+        let rsp = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = rsp.status();
+        let ctype = rsp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = rsp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, ctype, body)
+    }
+
+    #[tokio::test]
+    async fn guests_are_listed_as_json() {
+        let (status, _, body) = get("/api/guests").await;
+        assert_eq!(status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v[0]["domid"], 5);
+        assert_eq!(v[0]["displays"][0]["width"], 32);
+        let (status, _, body) = get("/api/guests/6").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&body).contains("domid 6"));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_the_frame() {
+        let (status, ctype, body) = get("/api/guests/5/displays/0/snapshot.png").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ctype.as_deref(), Some("image/png"));
+        let img = image::load_from_memory(&body).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (32, 16));
+        assert_eq!(img.get_pixel(3, 3).0, [0x12, 0x34, 0x56]);
+        let (status, ctype, _) = get("/api/guests/5/displays/0/snapshot.jpg").await;
+        assert_eq!(
+            (status, ctype.as_deref()),
+            (StatusCode::OK, Some("image/jpeg"))
+        );
+        let (status, _, _) = get("/api/guests/5/displays/1/snapshot.png").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_status_page_escapes_guest_names() {
+        let (status, _, body) = get("/").await;
+        assert_eq!(status, StatusCode::OK);
+        let html = String::from_utf8(body).unwrap();
+        assert!(html.contains("guest&lt;5&gt;"));
+        assert!(html.contains("/api/guests/5/displays/0/snapshot.jpg"));
+    }
+}
