@@ -20,7 +20,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pvgate_guest_sim::config::{DisplayConfig, GuestConfig, InputConfig, SoundCardConfig};
-use pvgate_guest_sim::content::Scene;
+use pvgate_guest_sim::content::tone::ToneGenerator;
+use pvgate_guest_sim::content::{pcm, Scene};
 use pvgate_guest_sim::display::render::{render_loop, FlipObserver, RenderOptions};
 use pvgate_guest_sim::guest::{GuestSim, StartOptions, StateReport};
 use pvgate_guest_sim::misbehave::{self, Mode};
@@ -371,7 +372,7 @@ async fn sound_worker(
                         Err(e) => say(&format!("misbehave {} vsnd/{c}/{s} error {e}", m.name())),
                     }
                 }
-                let result = stream_forever(&stream, stop).await;
+                let result = stream_forever(c, s, &stream, stop).await;
                 match result {
                     Ok(bytes) => say(&format!("sound vsnd/{c}/{s} bytes={bytes}")),
                     Err(e) => say(&format!("sound vsnd/{c}/{s} error {e}")),
@@ -384,17 +385,27 @@ async fn sound_worker(
     }
 }
 
-/// One second at a time: negotiate, open, play a 440/660 Hz tone (or
-/// record), close.
+/// Tone level: loud enough to measure, far from clipping.
+const TONE_DBFS: f64 = -6.0;
+
+/// Negotiate and open, then one second at a time: play 440/660 Hz (one
+/// tone per channel) or record and measure what came in; close when
+/// stopped.
 async fn stream_forever(
+    c: usize,
+    s: usize,
     stream: &pvgate_guest_sim::sound::SoundStream,
     stop: watch::Receiver<bool>,
 ) -> Result<u64, String> {
     let hw = &stream.config.pcm_hw;
-    let format = if hw.format_list().contains(&PcmFormat::S16Le) {
+    let formats = hw.format_list();
+    let format = if formats.contains(&PcmFormat::S16Le) {
         PcmFormat::S16Le
     } else {
-        *hw.format_list().first().ok_or("no sample format allowed")?
+        *formats
+            .iter()
+            .find(|f| pcm::is_supported(**f))
+            .ok_or("no sample format we can produce")?
     };
     let rate = if hw.allows_rate(48000) {
         48000
@@ -402,8 +413,8 @@ async fn stream_forever(
         hw.rate_max
     };
     let channels = hw.channels_max.clamp(1, 2);
-    let frame_bytes = format.bytes_per_sample().unwrap_or(2) * channels;
-    let period_frames = rate / 100; // 10 ms
+    let frame_bytes = pcm::sample_size(format).map_err(|e| e.to_string())? as u32 * channels;
+    let period_frames = (rate / 100).max(1); // 10 ms
     let periods = 4;
     stream
         .negotiate(format, rate, channels, period_frames, periods)
@@ -414,42 +425,39 @@ async fn stream_forever(
         .open(format, rate, channels as u8, period_sz * periods, period_sz)
         .await
         .map_err(|e| e.to_string())?;
+    let mut tone = ToneGenerator::new(rate, channels as usize, TONE_DBFS);
+    let second = u64::from(rate) * u64::from(frame_bytes);
     let mut total = 0u64;
     while !*stop.borrow() {
-        let second = u64::from(rate) * u64::from(frame_bytes);
-        let stats = match stream.config.kind {
-            pvgate_protocol::keys::StreamType::Playback => stream
-                .play(second, |offset, chunk| {
-                    fill_s16_tone(offset, chunk, rate, channels, format)
-                })
-                .await
-                .map_err(|e| e.to_string())?,
-            pvgate_protocol::keys::StreamType::Capture => stream
-                .capture(second, |_| {})
-                .await
-                .map_err(|e| e.to_string())?,
+        let bytes = match stream.config.kind {
+            pvgate_protocol::keys::StreamType::Playback => {
+                stream
+                    .play_tone(&mut tone, second)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .bytes
+            }
+            pvgate_protocol::keys::StreamType::Capture => {
+                let (samples, stats) = stream
+                    .capture_samples(second)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for ch in 0..channels as usize {
+                    let mono =
+                        pvgate_guest_sim::content::tone::channel(&samples, channels as usize, ch);
+                    match pvgate_guest_sim::content::tone::measure_tone(&mono, rate) {
+                        Some(m) => say(&format!(
+                            "capture vsnd/{c}/{s} channel={ch} hz={:.1} dbfs={:.1}",
+                            m.frequency_hz, m.level_dbfs
+                        )),
+                        None => say(&format!("capture vsnd/{c}/{s} channel={ch} silence")),
+                    }
+                }
+                stats.bytes
+            }
         };
-        total += stats.bytes;
+        total += bytes;
     }
     stream.close().await.map_err(|e| e.to_string())?;
     Ok(total)
-}
-
-/// 440 Hz on the first channel, 660 Hz on the second, for S16_LE; silence in
-/// other formats.
-fn fill_s16_tone(offset: u64, chunk: &mut [u8], rate: u32, channels: u32, format: PcmFormat) {
-    if format != PcmFormat::S16Le {
-        chunk.fill(0);
-        return;
-    }
-    let frame_bytes = 2 * channels as u64;
-    for (i, sample) in chunk.chunks_exact_mut(2).enumerate() {
-        let byte = offset + 2 * i as u64;
-        let frame = byte / frame_bytes;
-        let ch = (byte % frame_bytes) / 2;
-        let freq = if ch == 0 { 440.0 } else { 660.0 };
-        let t = frame as f64 / f64::from(rate);
-        let v = (0.5 * (2.0 * std::f64::consts::PI * freq * t).sin() * f64::from(i16::MAX)) as i16;
-        sample.copy_from_slice(&v.to_le_bytes());
-    }
 }

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use pvgate_guest_sim::content::tone::ToneGenerator;
 use pvgate_guest_sim::io::shm::Shm;
 use pvgate_platform::sim::hypervisor::SimDomainMemory;
 use pvgate_platform::{Perm, PermAccess, Platform};
@@ -365,16 +366,14 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
         }
     }
     assert_eq!(writes, 4);
-    // The samples are a 440 Hz / 660 Hz tone: frame 1 (second frame) of
-    // the first write, both channels.
-    let mut first = [0u8; 8];
+    // The samples are the content's 440 Hz / 660 Hz tone at -6 dBFS, from
+    // its first frame on.
+    let mut first = vec![0u8; open.buffer_sz as usize];
     buffer.0.read(0, &mut first).expect("read pcm");
-    let t = 1.0 / 48000.0;
-    let expect =
-        |f: f64| (0.5 * (2.0 * std::f64::consts::PI * f * t).sin() * f64::from(i16::MAX)) as i16;
-    assert_eq!(i16::from_le_bytes([first[0], first[1]]), 0);
-    assert_eq!(i16::from_le_bytes([first[4], first[5]]), expect(440.0));
-    assert_eq!(i16::from_le_bytes([first[6], first[7]]), expect(660.0));
+    let expected = ToneGenerator::new(48000, 2, -6.0)
+        .next_bytes((open.buffer_sz / 4) as usize, PcmFormat::S16Le)
+        .expect("tone");
+    assert_eq!(first, expected);
     // CUR_POS: one period played. The guest consumes it and refills it.
     sevt.push(
         &SndEvent {

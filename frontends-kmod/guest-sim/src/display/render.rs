@@ -8,7 +8,7 @@ use pvgate_protocol::displif::PixelFormat;
 use tokio::sync::watch;
 
 use super::session::{DisplayError, DisplaySession, FlipOutcome};
-use crate::content::{Frame, InputState, Renderer, Scene};
+use crate::content::{pixfmt, Frame, InputState, Renderer, Scene};
 
 /// What to show on one connector.
 #[derive(Clone, Copy, Debug)]
@@ -28,23 +28,13 @@ pub struct RenderStats {
     pub frame_done_timeouts: u64,
 }
 
-/// The frame in `format`'s byte layout, pitch `ceil(width × bpp / 8)`.
+/// The frame in `format`'s byte layout, pitch `ceil(width × bpp / 8)` (the
+/// dumb buffer's).
 pub fn encode_frame(frame: &Frame, format: PixelFormat) -> Result<Vec<u8>, String> {
-    match format {
-        PixelFormat::Xrgb8888 | PixelFormat::Argb8888 => {
-            let alpha = if format == PixelFormat::Argb8888 {
-                0xff00_0000
-            } else {
-                0
-            };
-            Ok(frame
-                .pixels
-                .iter()
-                .flat_map(|p| (p | alpha).to_le_bytes())
-                .collect())
-        }
-        other => Err(format!("no converter to {} yet", other.name())),
-    }
+    let pitch = pvgate_protocol::displif::dumb_pitch(frame.width, format.bpp())
+        .ok_or_else(|| format!("{}x{} is too wide", frame.width, frame.height))?
+        as usize;
+    pixfmt::encode_to_vec(frame, format, pitch).map_err(|e| e.to_string())
 }
 
 fn now_us() -> u64 {

@@ -13,6 +13,7 @@ use pvgate_protocol::sndif::{
 use pvgate_protocol::sndif_config::StreamConfig;
 use tokio::sync::{mpsc, Mutex};
 
+use crate::content::{pcm, tone::ToneGenerator};
 use crate::display::Dbuf;
 use crate::io::channel::{CallError, ChannelPair, EventPage, RequestChannel, REQUEST_TIMEOUT};
 use crate::DomId;
@@ -418,6 +419,60 @@ impl SoundStream {
         }
         self.trigger(TriggerType::Stop).await?;
         Ok(stats)
+    }
+}
+
+impl SoundStream {
+    /// [`play`](Self::play) `total` bytes of `tone` (its channel count must
+    /// be the stream's), in the format the stream was opened with.
+    pub async fn play_tone(
+        &self,
+        tone: &mut ToneGenerator,
+        total: u64,
+    ) -> Result<StreamStats, SoundError> {
+        let (format, _, channels, _, _) = self
+            .open_params()
+            .await
+            .ok_or_else(|| SoundError::Usage("play before OPEN".into()))?;
+        if tone.channels() != usize::from(channels) {
+            return Err(SoundError::Usage(format!(
+                "tone has {} channels, the stream {channels}",
+                tone.channels()
+            )));
+        }
+        let frame_bytes = pcm::sample_size(format).map_err(|e| SoundError::Usage(e.to_string()))?
+            * usize::from(channels);
+        let mut failure = None;
+        let stats = self
+            .play(total, |_, chunk| {
+                match tone.next_bytes(chunk.len() / frame_bytes, format) {
+                    Ok(bytes) if bytes.len() == chunk.len() => chunk.copy_from_slice(&bytes),
+                    Ok(_) | Err(_) => {
+                        chunk.fill(0);
+                        failure.get_or_insert_with(|| format!("cannot make {format:?} samples"));
+                    }
+                }
+            })
+            .await?;
+        match failure {
+            Some(f) => Err(SoundError::Usage(f)),
+            None => Ok(stats),
+        }
+    }
+
+    /// [`capture`](Self::capture) `total` bytes and decode them to
+    /// interleaved samples in [-1, 1] (for analysis).
+    pub async fn capture_samples(&self, total: u64) -> Result<(Vec<f32>, StreamStats), SoundError> {
+        let (format, ..) = self
+            .open_params()
+            .await
+            .ok_or_else(|| SoundError::Usage("capture before OPEN".into()))?;
+        let mut bytes = Vec::new();
+        let stats = self
+            .capture(total, |chunk| bytes.extend_from_slice(chunk))
+            .await?;
+        let samples = pcm::decode(&bytes, format).map_err(|e| SoundError::Usage(e.to_string()))?;
+        Ok((samples, stats))
     }
 }
 
