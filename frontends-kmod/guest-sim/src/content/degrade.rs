@@ -88,51 +88,57 @@ pub fn jpeg_like(f: &Frame, q: i32) -> Frame {
             *c = a * (std::f32::consts::PI * (2 * n + 1) as f32 * k as f32 / 16.0).cos();
         }
     }
-    let mut out = f.clone();
+    let mut step = [[0f32; 8]; 8];
+    for (ky, row) in step.iter_mut().enumerate() {
+        for (kx, v) in row.iter_mut().enumerate() {
+            *v = (q * (1 + (kx + ky) as i32 / 3)) as f32;
+        }
+    }
+    // 1-D DCT-II (forward) or DCT-III (inverse) of 8 values, orthonormal.
+    let dct = |v: [f32; 8], inverse: bool| {
+        let mut out = [0f32; 8];
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut acc = 0.0;
+            for (j, &x) in v.iter().enumerate() {
+                acc += x * if inverse { cos[j][i] } else { cos[i][j] };
+            }
+            *o = acc;
+        }
+        out
+    };
     let (w, h) = (f.width, f.height);
+    let mut out = f.clone();
     for by in (0..h).step_by(8) {
         for bx in (0..w).step_by(8) {
             for ch in 0..3 {
                 let mut blk = [[0f32; 8]; 8];
                 for (y, row) in blk.iter_mut().enumerate() {
                     for (x, v) in row.iter_mut().enumerate() {
-                        let p = f
-                            .get((bx + x as u32).min(w - 1), (by + y as u32).min(h - 1))
-                            .unwrap_or(0);
-                        *v = f32::from(channels(p)[ch]) - 128.0;
+                        let p = f.get((bx + x as u32).min(w - 1), (by + y as u32).min(h - 1));
+                        *v = f32::from(channels(p.unwrap_or(0))[ch]) - 128.0;
                     }
                 }
-                // Forward: rows then columns.
+                // Rows, then columns (transposing twice), quantise, and back.
+                for row in blk.iter_mut() {
+                    *row = dct(*row, false);
+                }
                 let mut t = [[0f32; 8]; 8];
-                for y in 0..8 {
-                    for k in 0..8 {
-                        t[y][k] = (0..8).map(|n| cos[k][n] * blk[y][n]).sum();
+                for x in 0..8 {
+                    let col = dct(std::array::from_fn(|y| blk[y][x]), false);
+                    for y in 0..8 {
+                        t[y][x] = (col[y] / step[y][x]).round() * step[y][x];
                     }
                 }
-                let mut c = [[0f32; 8]; 8];
-                for k in 0..8 {
-                    for x in 0..8 {
-                        c[k][x] = (0..8).map(|n| cos[k][n] * t[n][x]).sum();
+                for x in 0..8 {
+                    let col = dct(std::array::from_fn(|y| t[y][x]), true);
+                    for y in 0..8 {
+                        blk[y][x] = col[y];
                     }
                 }
-                for (ky, row) in c.iter_mut().enumerate() {
-                    for (kx, v) in row.iter_mut().enumerate() {
-                        let step = (q * (1 + (kx + ky) as i32 / 3)) as f32;
-                        *v = (*v / step).round() * step;
-                    }
-                }
-                // Inverse.
-                for y in 0..8 {
-                    for kx in 0..8 {
-                        t[y][kx] = (0..8).map(|ky| cos[ky][y] * c[ky][kx]).sum();
-                    }
-                }
-                for y in 0..8u32 {
-                    for x in 0..8u32 {
-                        let v: f32 = (0..8)
-                            .map(|kx| cos[kx][x as usize] * t[y as usize][kx])
-                            .sum();
-                        let (px, py) = (bx + x, by + y);
+                for (y, row) in blk.iter().enumerate() {
+                    let back = dct(*row, true);
+                    for (x, v) in back.iter().enumerate() {
+                        let (px, py) = (bx + x as u32, by + y as u32);
                         if px < w && py < h {
                             let i = (py * w + px) as usize;
                             let mut cs = channels(out.pixels[i]);
@@ -171,6 +177,35 @@ pub fn scale_bilinear(f: &Frame, w: u32, h: u32) -> Frame {
                 o[k] = (top * (1.0 - ty) + bot * ty).round() as u8;
             }
             out.set(i64::from(x), i64::from(y), rgb(o[0], o[1], o[2]));
+        }
+    }
+    out
+}
+
+/// 4:2:0 chroma subsampling as every H.264/VP8 encoder does it: BT.601 Y'CbCr, chroma averaged
+/// over each 2×2 block, back to RGB.
+pub fn chroma_420(f: &Frame) -> Frame {
+    use super::pixfmt::{rgb_to_ycbcr, ycbcr_to_rgb};
+    let (w, h) = (f.width, f.height);
+    let ycc = |x: u32, y: u32| {
+        let [r, g, b] = channels(f.get(x.min(w - 1), y.min(h - 1)).unwrap_or(0));
+        rgb_to_ycbcr(r, g, b)
+    };
+    let mut out = Frame::new(w, h);
+    for by in (0..h).step_by(2) {
+        for bx in (0..w).step_by(2) {
+            let block = [
+                ycc(bx, by),
+                ycc(bx + 1, by),
+                ycc(bx, by + 1),
+                ycc(bx + 1, by + 1),
+            ];
+            let cb = (block.iter().map(|c| u32::from(c.1)).sum::<u32>() + 2) / 4;
+            let cr = (block.iter().map(|c| u32::from(c.2)).sum::<u32>() + 2) / 4;
+            for (k, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+                let [r, g, b] = ycbcr_to_rgb(block[k].0, cb as u8, cr as u8);
+                out.set(i64::from(bx + dx), i64::from(by + dy), rgb(r, g, b));
+            }
         }
     }
     out

@@ -333,6 +333,7 @@ mod tests {
                 degrade::box_blur(&f, 1),
                 degrade::box_blur(&f, 2),
                 degrade::jpeg_like(&degrade::add_noise(&degrade::box_blur(&f, 1), 16, 3), 12),
+                degrade::jpeg_like(&degrade::chroma_420(&f), 16),
             ] {
                 let (fx, fy) = find_cursor(&damaged.view()).expect("cursor");
                 assert!(
@@ -403,6 +404,11 @@ mod tests {
         draw_overlay(&mut f, &s);
         let damaged = degrade::jpeg_like(&degrade::add_noise(&f, 10, 9), 8);
         assert_eq!(read_text_line(&damaged.view()), "The quick brown fox 0123");
+        let video_like = degrade::jpeg_like(&degrade::chroma_420(&f), 12);
+        assert_eq!(
+            read_text_line(&video_like.view()),
+            "The quick brown fox 0123"
+        );
         let big = busy(1920, 1080);
         let mut s = InputState::new(1920, 1080);
         for e in events_for_text("scaled TEXT") {

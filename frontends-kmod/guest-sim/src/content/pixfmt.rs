@@ -86,9 +86,29 @@ fn check(
 }
 
 /// 8-bit value to `bits` bits, rounded to nearest.
-fn down(v: u8, bits: u32) -> u16 {
+const fn down_table(bits: u32) -> [u16; 256] {
     let max = (1u32 << bits) - 1;
-    ((u32::from(v) * max + 127) / 255) as u16
+    let mut t = [0u16; 256];
+    let mut v = 0;
+    while v < 256 {
+        t[v] = ((v as u32 * max + 127) / 255) as u16;
+        v += 1;
+    }
+    t
+}
+
+// Tables, not division: a 1080p frame is two million pixels.
+static DOWN4: [u16; 256] = down_table(4);
+static DOWN5: [u16; 256] = down_table(5);
+static DOWN6: [u16; 256] = down_table(6);
+
+fn down(v: u8, bits: u32) -> u16 {
+    let table = match bits {
+        4 => &DOWN4,
+        5 => &DOWN5,
+        _ => &DOWN6,
+    };
+    table[usize::from(v)]
 }
 
 /// `bits`-bit value back to 8 bits, rounded to nearest (the inverse of `down` to within
@@ -127,7 +147,16 @@ pub fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
     ]
 }
 
+/// One row of a 16-bit RGB format; generic so each format's packing is inlined into its loop
+/// instead of matching the format per pixel.
+fn pack_row16(dst: &mut [u8], src: &[u32], pack: impl Fn([u8; 3]) -> u16) {
+    for (d, &p) in dst.chunks_exact_mut(2).zip(src) {
+        d.copy_from_slice(&pack(channels(p)).to_le_bytes());
+    }
+}
+
 /// The 16-bit word of one pixel in a 16-bit RGB format (not YUYV).
+#[inline(always)]
 fn pack16(format: PixelFormat, [r, g, b]: [u8; 3]) -> u16 {
     match format {
         PixelFormat::Rgb565 => (down(r, 5) << 11) | (down(g, 6) << 5) | down(b, 5),
@@ -215,11 +244,11 @@ pub fn encode_rows(
                     d.copy_from_slice(&[y_0, cb, y_1, cr]);
                 }
             }
-            _ => {
-                for (d, &p) in dst.chunks_exact_mut(2).zip(src) {
-                    d.copy_from_slice(&pack16(format, channels(p)).to_le_bytes());
-                }
-            }
+            PixelFormat::Rgb565 => pack_row16(dst, src, |c| pack16(PixelFormat::Rgb565, c)),
+            PixelFormat::Xrgb4444 => pack_row16(dst, src, |c| pack16(PixelFormat::Xrgb4444, c)),
+            PixelFormat::Argb4444 => pack_row16(dst, src, |c| pack16(PixelFormat::Argb4444, c)),
+            PixelFormat::Xrgb1555 => pack_row16(dst, src, |c| pack16(PixelFormat::Xrgb1555, c)),
+            PixelFormat::Argb1555 => pack_row16(dst, src, |c| pack16(PixelFormat::Argb1555, c)),
         }
     }
     Ok(())

@@ -224,14 +224,26 @@ mod tests {
 
     #[test]
     fn strip_survives_blur_noise_and_quantisation() {
-        for (w, h) in [(640, 360), (1280, 720)] {
-            for n in [7u32, 1000, 123_456] {
+        // Several frame numbers small, one large (debug builds are slow at this).
+        for (w, h, n) in [
+            (640, 360, 7u32),
+            (640, 360, 1000),
+            (640, 360, 123_456),
+            (1280, 720, 99),
+        ] {
+            {
                 let mut f = grey_frame(w, h);
                 let d = sample(n);
                 draw_strip(&mut f, &d);
                 let rough =
                     degrade::jpeg_like(&degrade::add_noise(&degrade::box_blur(&f, 2), 24, n), 24);
                 assert_eq!(decode_strip(&rough.view()), Some(d), "{w}x{h} frame {n}");
+                let video_like = degrade::jpeg_like(&degrade::chroma_420(&f), 32);
+                assert_eq!(
+                    decode_strip(&video_like.view()),
+                    Some(d),
+                    "4:2:0 {w}x{h} frame {n}"
+                );
             }
         }
     }
