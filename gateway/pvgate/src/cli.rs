@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -30,6 +31,9 @@ pub enum Command {
     /// Run a simulated Xen (xenstore, grant tables, event channels) in DIR, for
     /// the demo, tests and guests written in other languages.
     SimXen(SimXenArgs),
+    /// The demo: a simulated Xen, simulated guests and the gateway, with the
+    /// web server on --listen. Prints the URL to open.
+    Demo(DemoArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -48,6 +52,27 @@ pub struct ServeArgs {
     /// With `--platform sim`: the directory given to `pvgate sim-xen --dir`.
     #[arg(long, required_if_eq("platform", "sim"))]
     pub sim_dir: Option<PathBuf>,
+    /// Address of the web server (API, snapshots, browser client).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Address of the web server.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// How many simulated guests to start.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=16))]
+    pub guests: u16,
+    /// Directory for the simulated Xen (default: a fresh one under /tmp,
+    /// removed on exit). Keep it short: unix socket paths are limited.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The guest simulator binary (default: `pvgate-guest-sim` next to this
+    /// binary).
+    #[arg(long)]
+    pub guest_sim: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

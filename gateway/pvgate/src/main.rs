@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod discovery;
+mod gateway;
 mod http;
 
 use std::process::ExitCode;
@@ -39,7 +40,9 @@ fn init_logging(filter: Option<&str>) {
     let filter = filter
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // xenstore-rs warns once per open watch when its connection closes,
+        // which is every shutdown: only its errors are worth showing.
+        .unwrap_or_else(|| EnvFilter::new("info,xenstore_rs=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

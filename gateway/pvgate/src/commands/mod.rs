@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod demo;
 mod serve;
 mod sim_xen;
 
@@ -9,5 +10,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::run(args).await,
         Command::SimXen(args) => sim_xen::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }

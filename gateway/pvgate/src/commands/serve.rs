@@ -1,9 +1,12 @@
 //! `pvgate serve`: open the platform and serve the guests' devices.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 
 use crate::cli::{PlatformKind, ServeArgs};
-use crate::discovery;
+use crate::gateway::Gateway;
+use crate::http;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let platform = match args.platform {
@@ -22,8 +25,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             })?
         }
     };
+    let listener = http::bind(args.listen).await?;
+    tracing::info!("web server on http://{}/", args.listen);
+    let gateway = Gateway::new(platform);
+    serve_until_interrupted(gateway, listener).await
+}
+
+/// Run the device supervisor and the web server until one fails or Ctrl-C.
+pub async fn serve_until_interrupted(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    let view: Arc<dyn http::GatewayView> = gateway.clone();
     tokio::select! {
-        result = discovery::run(&platform, |change| tracing::info!(?change, "device")) => result,
+        result = gateway.run() => result,
+        result = http::serve(listener, view) => result,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; stopping");
             Ok(())

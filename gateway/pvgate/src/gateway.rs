@@ -1,0 +1,175 @@
+//! The gateway's device supervisor: one backend task per guest device,
+//! started the moment discovery sees the device (xl gives us 10 s to reach
+//! InitWait) and stopped when it goes away.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pvgate_backends::display::{self, DisplayLimits, DisplayOutputs};
+use pvgate_backends::sound::{self, SoundLimits, SoundOutputs};
+use pvgate_media::{EncoderHub, SharedFrame};
+use pvgate_platform::{DomId, Platform};
+use tokio::sync::watch;
+
+use crate::discovery::{self, Change, DeviceId};
+use crate::http::{DisplayInfo, GatewayView, GuestInfo};
+
+/// Everything the gateway serves, shared with the HTTP layer.
+pub struct Gateway {
+    platform: Platform,
+    pub displays: DisplayOutputs,
+    pub encoders: EncoderHub,
+    pub sounds: SoundOutputs,
+    display_limits: DisplayLimits,
+    sound_limits: SoundLimits,
+    /// `/local/domain/<id>/name` of every guest we serve.
+    names: Mutex<BTreeMap<DomId, String>>,
+    /// Stop switches of the running device tasks.
+    devices: Mutex<BTreeMap<DeviceId, watch::Sender<bool>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking task cannot leave these maps inconsistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gateway {
+    pub fn new(platform: Platform) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            platform,
+            displays: DisplayOutputs::new(),
+            encoders: EncoderHub::new(),
+            sounds: SoundOutputs::default(),
+            display_limits: DisplayLimits::default(),
+            sound_limits: SoundLimits::default(),
+            names: Mutex::new(BTreeMap::new()),
+            devices: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Serve every device that appears, until the store connection ends.
+    pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
+        discovery::run(&self.platform, |change| match change {
+            Change::Added(device) => self.start_device(device),
+            Change::Removed(device) => self.stop_device(&device),
+        })
+        .await
+    }
+
+    fn start_device(self: &Arc<Self>, device: DeviceId) {
+        let (stop_tx, stop) = watch::channel(false);
+        let name = format!("dom{} {}/{}", device.frontend, device.kind, device.devid);
+        let this = self.clone();
+        let platform = self.platform.clone();
+        let (frontend, devid) = (device.frontend, device.devid);
+        let served = match device.kind {
+            "vdispl" => {
+                let (outputs, hub, limits) = (
+                    self.displays.clone(),
+                    self.encoders.clone(),
+                    self.display_limits.clone(),
+                );
+                tokio::spawn(async move {
+                    let result = display::serve_device(
+                        platform, frontend, devid, outputs, hub, limits, stop,
+                    )
+                    .await;
+                    this.device_ended(&name, result);
+                });
+                true
+            }
+            "vsnd" => {
+                let (outputs, limits) = (self.sounds.clone(), self.sound_limits.clone());
+                tokio::spawn(async move {
+                    let result =
+                        sound::serve_device(platform, frontend, devid, outputs, limits, stop).await;
+                    this.device_ended(&name, result);
+                });
+                true
+            }
+            _ => {
+                tracing::warn!(device = %name, "input devices are not served by this build yet; the guest's xen-kbdfront will wait");
+                false
+            }
+        };
+        if served {
+            lock(&self.devices).insert(device, stop_tx);
+            self.learn_name(frontend);
+        }
+    }
+
+    fn device_ended(&self, name: &str, result: Result<(), pvgate_backends::xenbus::DeviceError>) {
+        match result {
+            Ok(()) => tracing::info!(device = %name, "device task ended"),
+            Err(e) => {
+                tracing::error!(device = %name, error = %e, "device stopped; it is served again when the toolstack re-creates it")
+            }
+        }
+    }
+
+    fn stop_device(&self, device: &DeviceId) {
+        if let Some(stop) = lock(&self.devices).remove(device) {
+            let _ = stop.send(true);
+        }
+        let still_served = lock(&self.devices)
+            .keys()
+            .any(|d| d.frontend == device.frontend);
+        if !still_served {
+            lock(&self.names).remove(&device.frontend);
+        }
+    }
+
+    /// Remember the guest's name for the API (best effort: a guest without
+    /// one is shown by domid).
+    fn learn_name(self: &Arc<Self>, domid: DomId) {
+        if lock(&self.names).contains_key(&domid) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let name = this
+                .platform
+                .store
+                .read_opt(&format!("/local/domain/{domid}/name"))
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| format!("domain-{domid}"));
+            lock(&this.names).insert(domid, name);
+        });
+    }
+
+    /// The displays of a guest in API order (device, then connector).
+    fn guest_displays(&self, domid: DomId) -> Vec<Arc<display::ConnectorOutput>> {
+        self.displays.of_guest(domid)
+    }
+}
+
+impl GatewayView for Gateway {
+    fn guests(&self) -> Vec<GuestInfo> {
+        let names = lock(&self.names).clone();
+        names
+            .into_iter()
+            .map(|(domid, name)| GuestInfo {
+                domid,
+                name,
+                displays: self
+                    .guest_displays(domid)
+                    .iter()
+                    .enumerate()
+                    .map(|(index, out)| DisplayInfo {
+                        index,
+                        device: out.key.devid,
+                        connector: out.key.connector,
+                        width: out.resolution.0,
+                        height: out.resolution.1,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame> {
+        self.guest_displays(domid).get(index)?.latest_frame()
+    }
+}
