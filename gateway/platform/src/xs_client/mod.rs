@@ -53,6 +53,24 @@ pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
 /// each other's value.
 static XENSTORED_PATH_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Open an `xenstore-rs` tokio client on the xenstored socket at `path`.
+///
+/// xenstore-rs takes the path only from `XENSTORED_PATH`, so the variable is
+/// set for the connect and then restored, under a process-wide lock. Note
+/// that XsTokio falls back to the xenbus device when the socket refuses; the
+/// caller should have checked the socket first if that matters.
+pub async fn xs_tokio_at(path: &Path) -> io::Result<XsTokio> {
+    let _guard = XENSTORED_PATH_LOCK.lock().await;
+    let previous = std::env::var_os("XENSTORED_PATH");
+    std::env::set_var("XENSTORED_PATH", path);
+    let result = XsTokio::new().await;
+    match previous {
+        Some(v) => std::env::set_var("XENSTORED_PATH", v),
+        None => std::env::remove_var("XENSTORED_PATH"),
+    }
+    result
+}
+
 /// A [`Store`] speaking the xenstore wire protocol.
 pub struct XsStore {
     xs: XsTokio,
@@ -65,6 +83,18 @@ impl XsStore {
     /// xenstore-rs would: `$XENSTORED_PATH`, else `/run/xenstored/socket`,
     /// else the xenbus device.
     pub async fn connect(path: Option<&Path>) -> Result<XsStore, StoreError> {
+        // xenstore-rs's connection first: should xenstored refuse one of the
+        // two (a guest at its connection limit), it then refuses the side
+        // connection too, which we notice below, rather than leaving
+        // xenstore-rs waiting on a dead socket.
+        let xs = match path {
+            Some(p) => xs_tokio_at(p).await,
+            None => {
+                // Keep a concurrent xs_tokio_at from changing the variable under us.
+                let _guard = XENSTORED_PATH_LOCK.lock().await;
+                XsTokio::new().await
+            }
+        };
         let explicit = path
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("XENSTORED_PATH").map(PathBuf::from));
@@ -81,31 +111,42 @@ impl XsStore {
                 ),
             },
         };
-        let xs = {
-            let _guard = XENSTORED_PATH_LOCK.lock().await;
-            let previous = std::env::var_os("XENSTORED_PATH");
-            if let Some(p) = path {
-                std::env::set_var("XENSTORED_PATH", p);
-            }
-            let result = XsTokio::new().await;
-            if path.is_some() {
-                match previous {
-                    Some(v) => std::env::set_var("XENSTORED_PATH", v),
-                    None => std::env::remove_var("XENSTORED_PATH"),
-                }
-            }
-            result.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("xenstore-rs cannot connect to {target}: {e}"),
-                )
-            })?
-        };
+        let xs = xs.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("xenstore-rs cannot connect to {target}: {e}"),
+            )
+        })?;
+        // One round trip proves xenstored accepted us.
+        side.request(
+            MsgType::GetDomainPath,
+            0,
+            b"0\0",
+            &format!("connecting to {target}"),
+        )
+        .await?;
         Ok(XsStore {
             xs,
             side: Arc::new(side),
             target,
         })
+    }
+
+    /// Run an xenstore-rs call, failing it if xenstored closes our
+    /// connections: xenstore-rs 0.8 would wait forever for the reply.
+    async fn guarded<T>(
+        &self,
+        path: &str,
+        call: impl std::future::Future<Output = io::Result<T>>,
+    ) -> Result<T, StoreError> {
+        tokio::select! {
+            biased;
+            result = call => result.map_err(|e| from_xs_error(path, e)),
+            () = self.side.closed() => Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("xenstore {}: {path}: xenstored closed the connection", self.target),
+            ))),
+        }
     }
 
     /// The socket or device this store talks to.
@@ -280,19 +321,11 @@ enum SideOp<'a> {
 #[async_trait::async_trait]
 impl StoreOps for XsStore {
     async fn read(&self, path: &str) -> Result<String, StoreError> {
-        let value = self
-            .xs
-            .read(path)
-            .await
-            .map_err(|e| from_xs_error(path, e))?;
-        Ok(value.into())
+        Ok(self.guarded(path, self.xs.read(path)).await?.into())
     }
 
     async fn write(&self, path: &str, value: &str) -> Result<(), StoreError> {
-        self.xs
-            .write(path, value)
-            .await
-            .map_err(|e| from_xs_error(path, e))
+        self.guarded(path, self.xs.write(path, value)).await
     }
 
     async fn mkdir(&self, path: &str) -> Result<(), StoreError> {
@@ -300,15 +333,11 @@ impl StoreOps for XsStore {
     }
 
     async fn rm(&self, path: &str) -> Result<(), StoreError> {
-        self.xs.rm(path).await.map_err(|e| from_xs_error(path, e))
+        self.guarded(path, self.xs.rm(path)).await
     }
 
     async fn directory(&self, path: &str) -> Result<Vec<String>, StoreError> {
-        let names = self
-            .xs
-            .directory(path)
-            .await
-            .map_err(|e| from_xs_error(path, e))?;
+        let names = self.guarded(path, self.xs.directory(path)).await?;
         Ok(names.into_iter().map(Into::into).collect())
     }
 
@@ -327,14 +356,11 @@ impl StoreOps for XsStore {
 #[async_trait::async_trait]
 impl Store for XsStore {
     async fn watch(&self, path: &str) -> Result<WatchStream, StoreError> {
-        let mut events = Box::pin(
-            self.xs
-                .watch(path)
-                .await
-                .map_err(|e| from_xs_error(path, e))?,
-        );
+        let mut events = Box::pin(self.guarded(path, self.xs.watch(path)).await?);
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let closed = self.side.closed();
         tokio::spawn(async move {
+            tokio::pin!(closed);
             loop {
                 tokio::select! {
                     event = events.next() => match event {
@@ -343,6 +369,8 @@ impl Store for XsStore {
                     },
                     // The consumer dropped its stream: drop ours, which unwatches.
                     _ = tx.closed() => break,
+                    // xenstored closed our connections: end the stream.
+                    _ = &mut closed => break,
                 }
             }
         });
