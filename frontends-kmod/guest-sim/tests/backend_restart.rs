@@ -20,11 +20,9 @@ use pvgate_guest_sim::toolstack::Toolstack;
 use pvgate_guest_sim::xenbus::XenbusState;
 use pvgate_platform::Platform;
 use pvgate_protocol::displif::{DisplRequest, DisplRequestOp, DisplResponse, DisplResponseBody};
-use pvgate_protocol::evtpage::EventRingLayout;
 use pvgate_protocol::kbdif::KbdInEvent;
 use pvgate_protocol::kbdpage::KbdBackendPage;
 use pvgate_protocol::pagedir::{self, DirPage, DirectoryWalker};
-use pvgate_protocol::ring::RingLayout;
 use pvgate_protocol::sndif::{
     HwParams, Interval, SndRequest, SndRequestOp, SndResponse, SndResponseBody,
 };
@@ -32,53 +30,6 @@ use pvgate_protocol::sndif::{
 const DOMID: u16 = 9;
 /// displif.h: the EDID buffer is at least XENDISPL_EDID_MAX_SIZE (256 blocks of 128).
 const EDID_BUF: u32 = 256 * 128;
-
-async fn connect_display(dom0: &Platform, be: &str) -> (RingEnd, EventEnd) {
-    backend_handshake(dom0, be, &["3"], |fe| {
-        let dom0 = dom0.clone();
-        async move {
-            let s = &*dom0.store;
-            let num = |k: String| async move { read(s, &k).await.parse::<u32>().expect("number") };
-            let (rref, rport) = (
-                num(format!("{fe}/0/req-ring-ref")).await,
-                num(format!("{fe}/0/req-event-channel")).await,
-            );
-            let (eref, eport) = (
-                num(format!("{fe}/0/evt-ring-ref")).await,
-                num(format!("{fe}/0/evt-event-channel")).await,
-            );
-            (
-                RingEnd::connect(&dom0, DOMID, rref, rport, RingLayout::DISPLIF).await,
-                EventEnd::connect(&dom0, DOMID, eref, eport, EventRingLayout::DISPLIF).await,
-            )
-        }
-    })
-    .await
-}
-
-async fn connect_sound(dom0: &Platform, be: &str) -> (RingEnd, EventEnd) {
-    backend_handshake(dom0, be, &["3"], |fe| {
-        let dom0 = dom0.clone();
-        async move {
-            let s = &*dom0.store;
-            let st = format!("{fe}/0/0");
-            let num = |k: String| async move { read(s, &k).await.parse::<u32>().expect("number") };
-            let (rref, rport) = (
-                num(format!("{st}/ring-ref")).await,
-                num(format!("{st}/event-channel")).await,
-            );
-            let (eref, eport) = (
-                num(format!("{st}/evt-ring-ref")).await,
-                num(format!("{st}/evt-event-channel")).await,
-            );
-            (
-                RingEnd::connect(&dom0, DOMID, rref, rport, RingLayout::SNDIF).await,
-                EventEnd::connect(&dom0, DOMID, eref, eport, EventRingLayout::SNDIF).await,
-            )
-        }
-    })
-    .await
-}
 
 /// GET_EDID from the guest, answered by the test backend with `edid`.
 async fn edid_round_trip(
@@ -181,7 +132,7 @@ async fn frontends_recover_when_the_backend_restarts() {
     let fe_kbd = format!("/local/domain/{DOMID}/device/vkbd/0");
 
     // First connection.
-    let (mut dreq, devt) = connect_display(&dom0, &be_displ).await;
+    let (mut dreq, devt) = connect_display(&dom0, DOMID, &be_displ).await;
     let first = display.connected(WAIT).await.expect("display connected");
     edid_round_trip(
         &dom0,
@@ -190,7 +141,7 @@ async fn frontends_recover_when_the_backend_restarts() {
         &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00],
     )
     .await;
-    let (mut sreq, sevt) = connect_sound(&dom0, &be_snd).await;
+    let (mut sreq, sevt) = connect_sound(&dom0, DOMID, &be_snd).await;
     let first_snd = sound.connected(WAIT).await.expect("sound connected");
     let answer = HwParams {
         formats: 1 << 3,
@@ -275,7 +226,7 @@ async fn frontends_recover_when_the_backend_restarts() {
         .expect("kbd Closed");
 
     // The backend is back: the full handshake again, on fresh rings.
-    let (mut dreq, _devt) = connect_display(&dom0, &be_displ).await;
+    let (mut dreq, _devt) = connect_display(&dom0, DOMID, &be_displ).await;
     let second = display
         .connected_after(Some(&first), WAIT)
         .await
@@ -288,7 +239,7 @@ async fn frontends_recover_when_the_backend_restarts() {
         &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x12],
     )
     .await;
-    let (mut sreq, _sevt) = connect_sound(&dom0, &be_snd).await;
+    let (mut sreq, _sevt) = connect_sound(&dom0, DOMID, &be_snd).await;
     let second_snd = sound
         .connected_after(Some(&first_snd), WAIT)
         .await

@@ -217,3 +217,103 @@ where
     wait_node(store, &format!("{frontend}/state"), |v| v == Some("4")).await;
     t
 }
+
+/// The backend side of a vdispl with one connector: rings mapped, bound.
+pub async fn connect_display(dom0: &Platform, domid: DomId, be: &str) -> (RingEnd, EventEnd) {
+    backend_handshake(dom0, be, &["3"], |fe| {
+        let dom0 = dom0.clone();
+        async move {
+            let s = &*dom0.store;
+            let num = |k: String| async move { read(s, &k).await.parse::<u32>().expect("number") };
+            let (rref, rport) = (
+                num(format!("{fe}/0/req-ring-ref")).await,
+                num(format!("{fe}/0/req-event-channel")).await,
+            );
+            let (eref, eport) = (
+                num(format!("{fe}/0/evt-ring-ref")).await,
+                num(format!("{fe}/0/evt-event-channel")).await,
+            );
+            (
+                RingEnd::connect(&dom0, domid, rref, rport, RingLayout::DISPLIF).await,
+                EventEnd::connect(&dom0, domid, eref, eport, EventRingLayout::DISPLIF).await,
+            )
+        }
+    })
+    .await
+}
+
+/// The backend side of a vsnd with one stream: rings mapped, bound.
+pub async fn connect_sound(dom0: &Platform, domid: DomId, be: &str) -> (RingEnd, EventEnd) {
+    backend_handshake(dom0, be, &["3"], |fe| {
+        let dom0 = dom0.clone();
+        async move {
+            let s = &*dom0.store;
+            let st = format!("{fe}/0/0");
+            let num = |k: String| async move { read(s, &k).await.parse::<u32>().expect("number") };
+            let (rref, rport) = (
+                num(format!("{st}/ring-ref")).await,
+                num(format!("{st}/event-channel")).await,
+            );
+            let (eref, eport) = (
+                num(format!("{st}/evt-ring-ref")).await,
+                num(format!("{st}/evt-event-channel")).await,
+            );
+            (
+                RingEnd::connect(&dom0, domid, rref, rport, RingLayout::SNDIF).await,
+                EventEnd::connect(&dom0, domid, eref, eport, EventRingLayout::SNDIF).await,
+            )
+        }
+    })
+    .await
+}
+
+/// Create the domain with the toolstack and start its frontends in-process.
+pub async fn start_guest(
+    sim: &Sim,
+    config: pvgate_guest_sim::GuestConfig,
+) -> pvgate_guest_sim::GuestSim {
+    use pvgate_guest_sim::sim::{connect_guest, connect_toolstack, XsRegistry};
+    let ts = connect_toolstack(sim.path()).await.expect("toolstack");
+    pvgate_guest_sim::toolstack::Toolstack::new(&ts, &XsRegistry(&ts))
+        .create_domain(&config)
+        .await
+        .expect("create domain");
+    let guest = connect_guest(sim.path(), config.domid)
+        .await
+        .expect("guest");
+    pvgate_guest_sim::GuestSim::start(
+        config,
+        guest.platform.clone(),
+        pvgate_guest_sim::StartOptions {
+            report: None,
+            frame_lookup: Some(guest.frame_lookup()),
+        },
+    )
+    .await
+    .expect("guest sim")
+}
+
+/// Map the buffer behind a page directory the guest granted.
+pub fn map_directory(
+    dom0: &Platform,
+    domid: DomId,
+    gref: u32,
+    buffer_sz: u32,
+    writable: bool,
+) -> (Vec<u32>, Shm) {
+    use pvgate_protocol::pagedir::{self, DirPage, DirectoryWalker};
+    let mut walker =
+        DirectoryWalker::new(gref, pagedir::grant_count(buffer_sz)).expect("directory");
+    while let Some(next) = walker.next_page_ref() {
+        let m = dom0
+            .grants
+            .map(domid, &[next], false)
+            .expect("map directory page");
+        let mut page: DirPage = [0u8; pagedir::PAGE_SIZE];
+        m.read(0, &mut page).expect("read directory");
+        walker.feed(&page).expect("walk directory");
+    }
+    let refs = walker.finish().expect("directory complete");
+    let shm = Shm::new(dom0.grants.map(domid, &refs, writable).expect("map buffer"));
+    (refs, shm)
+}
