@@ -16,6 +16,14 @@
 //! xenstored sees one identity. Causality holds because every call awaits its
 //! reply before returning.
 //!
+//! # Lost connections
+//! When xenstored closes the connection (the sim releasing a guest, the
+//! daemon stopping), xenstore-rs 0.8 leaves every pending and later call
+//! waiting forever. The supplemental client's reader notices the close, and
+//! every xenstore-rs call is raced against it, so callers get
+//! `StoreError::Io` (broken pipe) and watch streams end. `connect` makes one
+//! round trip so that a refused connection is an error at once.
+//!
 //! # Watch delivery
 //! `xenstore-rs` hands watch events to a bounded(8) channel with a blocking
 //! send inside its single I/O task: a consumer that awaits a store request

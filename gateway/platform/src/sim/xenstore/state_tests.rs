@@ -241,7 +241,7 @@ fn introduce_and_release_make_and_end_a_guest() {
         tx_id: 0,
         len: 9,
     };
-    let fx = h.state.handle(d0, header, b"5\01234\03\0");
+    let fx = h.state.handle(d0, header, b"5\x001234\x003\0");
     assert_eq!(
         fx.domain_events,
         vec![DomainEvent::Introduced {
@@ -445,7 +445,7 @@ fn malformed_requests_get_einval_and_change_nothing() {
         (MsgType::SetPerms as u32, b"/\0q0\0"),
         (MsgType::GetDomainPath as u32, b"70000\0"),
         (MsgType::DirectoryPart as u32, b"/\0-1\0"),
-        (MsgType::Introduce as u32, b"0\01\01\0"),
+        (MsgType::Introduce as u32, b"0\x001\x001\0"),
         (MsgType::Mkdir as u32, b"/a//b\0"),
         (MsgType::Mkdir as u32, b"/a/\0"),
     ] {
@@ -538,4 +538,22 @@ fn guest_quotas_bound_what_a_guest_can_hold() {
         refused,
         "a transaction may not touch unboundedly many nodes"
     );
+}
+
+#[test]
+fn replies_larger_than_the_payload_limit_are_e2big() {
+    let mut h = Harness::new();
+    let d0 = h.state.connect(0).unwrap();
+    // 200 children of 30 bytes: a 6 kB list, which only DIRECTORY_PART can page.
+    for i in 0..200 {
+        h.write(d0, &format!("/big/child-with-a-longish-name-{i:04}"), "")
+            .unwrap();
+    }
+    assert_eq!(h.call(d0, MsgType::Directory, 0, &["/big"]), err("E2BIG"));
+    let part = h
+        .call(d0, MsgType::DirectoryPart, 0, &["/big", "0"])
+        .unwrap();
+    assert!(part.len() <= crate::xs_client::wire::PAYLOAD_MAX);
+    let names: Vec<&[u8]> = part.split(|&b| b == 0).skip(1).collect();
+    assert_eq!(names[0], b"child-with-a-longish-name-0000");
 }
