@@ -85,6 +85,9 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
     pub notes: Vec<String>,
     pub cpu: String,
+    /// /proc/loadavg before and after the run: on a shared machine the
+    /// numbers mean little when this is well above the core count.
+    pub load: (String, String),
 }
 
 fn ms(d: Duration, frames: u32) -> f64 {
@@ -108,8 +111,8 @@ impl BenchReport {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!(
-            "Display path, ms per frame ({} frames per run, {} fps, CPU: {}).\n\n",
-            self.options.frames, self.options.fps, self.cpu
+            "Display path, ms per frame ({} frames per run, {} fps, CPU: {}, load average before/after: {} / {}).\n\n",
+            self.options.frames, self.options.fps, self.cpu, self.load.0, self.load.1
         ));
         s.push_str("| size | content | tiles changed | damage | copy | XRGB→I420 | H.264 (openh264) | VP8 (libvpx) | ffmpeg libx264 | ratio | ffmpeg libvpx | ratio | H.264 KB/frame | VP8 KB/frame |\n");
         s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -281,8 +284,16 @@ fn time_ffmpeg(
     Ok(rtime * 1000.0 / frames.max(1) as f64)
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// Run the whole display benchmark.
 pub fn run_display_bench(opts: &BenchOptions) -> BenchReport {
+    let load_before = load_average();
     let mut rows = Vec::new();
     let mut notes = vec![
         "damage: xxh3 of every 64×64 tile, reading the source once; copy: converting the changed tiles into the gateway's frame (XRGB8888 source).".to_string(),
@@ -335,6 +346,8 @@ pub fn run_display_bench(opts: &BenchOptions) -> BenchReport {
                         let n = frames.len() as u32;
                         let b = bitrate.to_string();
                         let x264 = [
+                            "-pix_fmt",
+                            "yuv420p",
                             "-c:v",
                             "libx264",
                             "-preset",
@@ -345,6 +358,9 @@ pub fn run_display_bench(opts: &BenchOptions) -> BenchReport {
                             &b,
                         ];
                         let vpx = [
+                            // yuv420p: from BGRA input libvpx would try to encode alpha.
+                            "-pix_fmt",
+                            "yuv420p",
                             "-c:v",
                             "libvpx",
                             "-deadline",
@@ -395,6 +411,7 @@ pub fn run_display_bench(opts: &BenchOptions) -> BenchReport {
         rows,
         notes,
         cpu: cpu_name(),
+        load: (load_before, load_average()),
     }
 }
 

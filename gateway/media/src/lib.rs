@@ -12,6 +12,7 @@ pub mod damage;
 pub mod decode;
 pub mod encoder;
 pub mod frame;
+pub mod framechain;
 pub mod h264;
 pub mod hub;
 pub mod pacing;
@@ -28,6 +29,7 @@ pub mod vp8;
 pub use damage::{Damage, DamageTracker, Rect, SourceLayout, TILE};
 pub use encoder::{new_encoder, Codec, EncodeError, EncodedFrame, EncoderParams, VideoEncoder};
 pub use frame::{Frame, SharedFrame};
+pub use framechain::FrameChain;
 pub use hub::{ConnectorFeed, ConnectorId, EncoderHub, EncoderStats, FrameUpdate, Subscription};
 
 pub use pixfmt::PixelFormat;
