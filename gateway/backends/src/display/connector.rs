@@ -194,9 +194,20 @@ async fn drain(
                 shared.all_copies_idle().await;
                 ch.respond(&rsp)?;
             }
-            Effect::Enabled(on) => {
-                output.set_enabled(on);
-                ch.respond(&rsp)?;
+            Effect::Configured(shown) => {
+                output.set_enabled(shown.is_some());
+                match shown {
+                    // The first picture of a mode is the configured
+                    // framebuffer itself, copied like a flip's.
+                    Some(fb) => {
+                        copies.idle().await;
+                        ch.respond(&rsp)?;
+                        if copies.submit(fb, Instant::now()).is_none() {
+                            return Err("the copy worker is gone".into());
+                        }
+                    }
+                    None => ch.respond(&rsp)?,
+                }
             }
             Effect::None => {
                 let is_flip = matches!(req.op, pvgate_protocol::displif::DisplRequestOp::PgFlip { .. });

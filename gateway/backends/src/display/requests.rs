@@ -147,8 +147,9 @@ pub enum Effect {
     /// Answer only once no copy reads a buffer any more (DBUF_DESTROY: the
     /// guest frees the pages as soon as it has the answer).
     AfterCopies,
-    /// SET_CONFIG changed whether the connector shows anything.
-    Enabled(bool),
+    /// SET_CONFIG: the connector shows this framebuffer from now on (copy
+    /// it, like a flip, once answered), or nothing (`None`).
+    Configured(Option<Framebuffer>),
 }
 
 /// The outcome of one request.
@@ -403,6 +404,7 @@ impl DisplayState {
 
     fn set_config(&mut self, conn: usize, c: &SetConfig) -> Result<Effect, Refused> {
         let res = self.connector(conn)?.resolution;
+        let mut shown = None;
         let mode = match *c {
             SetConfig::Reset => None,
             SetConfig::Set {
@@ -432,6 +434,7 @@ impl DisplayState {
                         format!("SET_CONFIG: bpp {bpp} but framebuffer {cookie:#x} is {}", fb.format.name()),
                     );
                 }
+                shown = Some(fb.clone());
                 Some(Mode {
                     fb_cookie: cookie,
                     x,
@@ -445,7 +448,7 @@ impl DisplayState {
         if let Some(c) = self.connectors.get_mut(conn) {
             c.mode = mode;
         }
-        Ok(Effect::Enabled(mode.is_some()))
+        Ok(Effect::Configured(shown))
     }
 
     fn page_flip(&mut self, conn: usize, cookie: u64) -> Result<Effect, Refused> {
