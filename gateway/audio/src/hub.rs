@@ -4,9 +4,15 @@
 //! A tokio broadcast channel: the producer never waits; a subscriber that
 //! falls more than the channel's capacity behind loses the oldest frames
 //! (counted) and carries on from the newest. For audio that is the right
-//! trade: a late frame is worth nothing, and Opus conceals a gap.
+//! trade: a late frame is worth nothing, and Opus conceals a gap (unlike
+//! video, no keyframe is needed to continue).
+//!
+//! The shapes follow the video hub in `pvgate-media` (`Arc` frames,
+//! `recv() -> Option`, `try_recv() -> Result<_, RecvError>`), so that the
+//! session code treats both tracks alike.
 
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// One encoded Opus frame.
@@ -17,6 +23,8 @@ pub struct AudioFrame {
     /// Stream time of the first sample, in 48 kHz samples since the
     /// pipeline began (the RTP timestamp, less its random offset).
     pub timestamp: u64,
+    /// The same as a duration since the pipeline began.
+    pub pts: Duration,
     /// Samples per channel (480 or 960).
     pub samples: u32,
     /// Sequence number, 0, 1, 2, ... per pipeline.
@@ -70,6 +78,13 @@ impl AudioHub {
     }
 }
 
+/// Why [`AudioSubscriber::try_recv`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvError {
+    Empty,
+    Closed,
+}
+
 /// One viewer's receiving side.
 #[derive(Debug)]
 pub struct AudioSubscriber {
@@ -90,13 +105,14 @@ impl AudioSubscriber {
         }
     }
 
-    /// A frame if one is ready (for tests and polling consumers).
-    pub fn try_recv(&mut self) -> Option<Arc<AudioFrame>> {
+    /// Like [`Self::recv`] without waiting.
+    pub fn try_recv(&mut self) -> Result<Arc<AudioFrame>, RecvError> {
         loop {
             match self.rx.try_recv() {
-                Ok(f) => return Some(f),
+                Ok(f) => return Ok(f),
                 Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost += n,
-                Err(_) => return None,
+                Err(broadcast::error::TryRecvError::Empty) => return Err(RecvError::Empty),
+                Err(broadcast::error::TryRecvError::Closed) => return Err(RecvError::Closed),
             }
         }
     }
@@ -115,6 +131,7 @@ mod tests {
         AudioFrame {
             data: vec![sequence as u8],
             timestamp: sequence * 960,
+            pts: Duration::from_millis(sequence * 20),
             samples: 960,
             sequence,
         }
@@ -128,9 +145,10 @@ mod tests {
         for i in 0..10 {
             assert_eq!(hub.publish(frame(i)), 2);
             assert_eq!(fast.try_recv().unwrap().sequence, i);
+            assert_eq!(fast.try_recv(), Err(RecvError::Empty));
         }
         // The slow one gets the newest 4 and knows it lost 6.
-        let got: Vec<u64> = std::iter::from_fn(|| slow.try_recv())
+        let got: Vec<u64> = std::iter::from_fn(|| slow.try_recv().ok())
             .map(|f| f.sequence)
             .collect();
         assert_eq!(got, vec![6, 7, 8, 9]);
@@ -146,9 +164,9 @@ mod tests {
         let hub = AudioHub::default();
         assert_eq!(hub.publish(frame(0)), 0);
         let mut late = hub.subscribe();
-        assert!(
-            late.try_recv().is_none(),
-            "a late joiner starts at the next frame"
-        );
+        // A late joiner starts at the next frame.
+        assert_eq!(late.try_recv(), Err(RecvError::Empty));
+        drop(hub);
+        assert_eq!(late.try_recv(), Err(RecvError::Closed));
     }
 }

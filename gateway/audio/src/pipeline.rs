@@ -174,6 +174,9 @@ impl PlaybackPipeline {
             hub.publish(AudioFrame {
                 data,
                 timestamp: *next_timestamp,
+                pts: std::time::Duration::from_nanos(
+                    *next_timestamp * 1_000_000_000 / u64::from(OPUS_RATE),
+                ),
                 samples,
                 sequence: *next_sequence,
             });

@@ -3,17 +3,19 @@
 //! converted, resampled, Opus-encoded and published; the test decodes the
 //! published Opus and measures the tones.
 
-mod common;
-
-use common::{channel, find_peak, tone, AMPLITUDE, LEFT_HZ, RIGHT_HZ};
 use pvgate_audio::opus::OpusDecoder;
 use pvgate_audio::{
     AudioHub, FormatError, Layout, OpusSettings, PcmFormat, PipelineError, PlaybackConfig,
     PlaybackPipeline, SampleFormat,
 };
+use pvgate_guest_sim::content::tone::{channel, level_at, measure_tone, ToneGenerator};
 
 const RATES: [u32; 6] = [8_000, 11_025, 22_050, 44_100, 48_000, 96_000];
 const CHANNELS: [usize; 3] = [1, 2, 6];
+/// Level of each tone the guest plays, dBFS.
+const LEVEL: f64 = -12.0;
+const LEFT_HZ: f64 = 440.0;
+const RIGHT_HZ: f64 = 660.0;
 /// Opus and the resampler need a moment to settle; measure after it.
 const SKIP_S: f64 = 0.2;
 const SECONDS: f64 = 1.0;
@@ -30,8 +32,12 @@ fn play(format: PcmFormat, rate: u32, channels: usize, write_bytes: usize) -> Ve
         opus: OpusSettings::default(),
     };
     let mut pipeline = PlaybackPipeline::new(cfg, hub).unwrap();
-    let mut bytes = Vec::new();
-    sample.encode(&tone(rate, channels, SECONDS), &mut bytes);
+    // The guest simulator's tone and its own PCM encoder (independent of
+    // the one under test): channel i plays 440 + 220·i Hz.
+    let frames = (f64::from(rate) * SECONDS) as usize;
+    let bytes = ToneGenerator::new(rate, channels, LEVEL)
+        .next_bytes(frames, format)
+        .unwrap();
     // Writes of a size that does not divide into frames, as a stress of
     // the partial-frame carry.
     let mut published = 0;
@@ -41,9 +47,10 @@ fn play(format: PcmFormat, rate: u32, channels: usize, write_bytes: usize) -> Ve
     let mut decoder = OpusDecoder::new(Layout::Stereo).unwrap();
     let mut out = Vec::new();
     let mut count = 0u64;
-    while let Some(frame) = sub.try_recv() {
+    while let Ok(frame) = sub.try_recv() {
         assert_eq!(frame.sequence, count, "frames in order, none lost");
         assert_eq!(frame.timestamp, count * 960, "timestamps continuous");
+        assert_eq!(frame.pts, std::time::Duration::from_millis(count * 20));
         assert_eq!(decoder.decode(&frame.data, &mut out).unwrap(), 960);
         count += 1;
     }
@@ -63,44 +70,66 @@ fn check(format: PcmFormat, rate: u32, channels: usize) {
     let what = format!("{format:?} {rate} Hz {channels} ch");
     let decoded = play(format, rate, channels, 1_001);
     let start = (SKIP_S * 48_000.0) as usize * 2;
-    // 0.75 s: 1.33 Hz bins, interpolated well below the ±2 Hz asked for.
     let window = &decoded[start..start + 36_000 * 2];
     let left = channel(window, 2, 0);
     let right = channel(window, 2, 1);
-    let (l440, r660) = (
-        find_peak(&left, 48_000, LEFT_HZ, 30.0),
-        find_peak(&right, 48_000, RIGHT_HZ, 30.0),
-    );
-    for (peak, want) in [(l440, LEFT_HZ), (r660, RIGHT_HZ)] {
+    // The strongest tone: frequency within ±2 Hz, level within 1 dB.
+    let strongest = |sig: &[f32], hz: f64, side: &str| {
+        let m = measure_tone(sig, 48_000).unwrap();
         assert!(
-            (peak.hz - want).abs() <= 2.0,
-            "{what}: peak at {:.2} Hz, want {want}",
-            peak.hz
+            (m.frequency_hz - hz).abs() <= 2.0,
+            "{what}: {side} peak at {:.2} Hz, want {hz}",
+            m.frequency_hz
         );
         assert!(
-            peak.db_vs(AMPLITUDE).abs() <= 1.0,
-            "{what}: {want} Hz level {:+.2} dB",
-            peak.db_vs(AMPLITUDE)
+            (m.level_dbfs - LEVEL).abs() <= 1.0,
+            "{what}: {side} {hz} Hz at {:.2} dBFS, want {LEVEL}",
+            m.level_dbfs
         );
-    }
-    if channels == 1 {
-        // Mono: both tones in both channels.
-        for (sig, want) in [(&left, RIGHT_HZ), (&right, LEFT_HZ)] {
-            let p = find_peak(sig, 48_000, want, 30.0);
-            assert!(
-                (p.hz - want).abs() <= 2.0 && p.db_vs(AMPLITUDE).abs() <= 1.0,
-                "{what}: mono {want}: {p:?}"
-            );
+    };
+    // The level of a given component, within 1 dB of `want` dBFS.
+    let level = |sig: &[f32], hz: f64, want: f64, side: &str| {
+        let got = level_at(sig, 48_000, hz);
+        assert!(
+            (got - want).abs() <= 1.0,
+            "{what}: {side} {hz} Hz at {got:.2} dBFS, want {want:.2}"
+        );
+    };
+    let absent = |sig: &[f32], hz: f64, side: &str| {
+        let got = level_at(sig, 48_000, hz);
+        assert!(
+            got < LEVEL - 30.0,
+            "{what}: {side} has {hz} Hz at {got:.1} dBFS"
+        );
+    };
+    match channels {
+        1 => {
+            // Mono (440 Hz) plays in both ears.
+            strongest(&left, LEFT_HZ, "left");
+            strongest(&right, LEFT_HZ, "right");
         }
-    } else {
-        // Channels stay apart: no 660 Hz on the left, no 440 Hz on the right.
-        for (sig, wrong) in [(&left, RIGHT_HZ), (&right, LEFT_HZ)] {
-            let leak = find_peak(sig, 48_000, wrong, 3.0);
-            assert!(
-                leak.db_vs(AMPLITUDE) < -30.0,
-                "{what}: {wrong} Hz leaks at {:+.1} dB",
-                leak.db_vs(AMPLITUDE)
-            );
+        2 => {
+            strongest(&left, LEFT_HZ, "left");
+            strongest(&right, RIGHT_HZ, "right");
+            // Channels stay apart.
+            absent(&left, RIGHT_HZ, "left");
+            absent(&right, LEFT_HZ, "right");
+        }
+        _ => {
+            // 5.1 in ALSA order plays FL 440, FR 660, RL 880, RR 1100,
+            // FC 1320, LFE 1540: fronts at full level, rears and centre at
+            // -3 dB, LFE dropped.
+            strongest(&left, LEFT_HZ, "left");
+            strongest(&right, RIGHT_HZ, "right");
+            let minus3 = LEVEL + 20.0 * std::f64::consts::FRAC_1_SQRT_2.log10();
+            level(&left, 880.0, minus3, "left");
+            level(&right, 1_100.0, minus3, "right");
+            level(&left, 1_320.0, minus3, "left");
+            level(&right, 1_320.0, minus3, "right");
+            absent(&left, RIGHT_HZ, "left");
+            absent(&right, LEFT_HZ, "right");
+            absent(&left, 1_540.0, "left");
+            absent(&right, 1_540.0, "right");
         }
     }
 }
@@ -121,6 +150,7 @@ macro_rules! format_tests {
                 check_all_rates_and_channels(PcmFormat::$format);
             }
         )*
+        const COVERED: &[PcmFormat] = &[$(PcmFormat::$format),*];
     };
 }
 
@@ -149,15 +179,14 @@ format_tests! {
 
 #[test]
 fn every_supported_format_has_a_tone_test() {
-    // The macro list above must cover exactly the supported formats.
-    let covered = 20;
-    assert_eq!(
-        PcmFormat::ALL
-            .iter()
-            .filter(|&&f| pvgate_audio::is_supported(f))
-            .count(),
-        covered
-    );
+    // The tone tests above cover exactly the formats the pipeline accepts.
+    let supported: Vec<PcmFormat> = PcmFormat::ALL
+        .into_iter()
+        .filter(|&f| pvgate_audio::is_supported(f))
+        .collect();
+    let mut covered = COVERED.to_vec();
+    covered.sort();
+    assert_eq!(covered, supported);
 }
 
 #[test]
@@ -239,7 +268,7 @@ fn silence_keeps_stream_time_running() {
     let mut dec = OpusDecoder::new(Layout::Stereo).unwrap();
     let mut out = Vec::new();
     let mut last_ts = None;
-    while let Some(f) = sub.try_recv() {
+    while let Ok(f) = sub.try_recv() {
         dec.decode(&f.data, &mut out).unwrap();
         last_ts = Some(f.timestamp);
     }
