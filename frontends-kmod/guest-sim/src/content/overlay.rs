@@ -290,7 +290,17 @@ mod tests {
     }
 
     fn with_pointer(w: u32, h: u32, x: i32, y: i32) -> Frame {
-        let mut f = busy(w, h);
+        // Rendering the background per call dominates debug-build test time; reuse it.
+        thread_local! {
+            static BUSY: std::cell::RefCell<Option<Frame>> = const { std::cell::RefCell::new(None) };
+        }
+        let mut f = BUSY.with(|b| {
+            let mut b = b.borrow_mut();
+            match &*b {
+                Some(f) if (f.width, f.height) == (w, h) => f.clone(),
+                _ => b.insert(busy(w, h)).clone(),
+            }
+        });
         let mut s = InputState::new(w, h);
         s.apply(InputEvent::Motion { x, y });
         draw_overlay(&mut f, &s);

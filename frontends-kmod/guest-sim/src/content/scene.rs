@@ -488,7 +488,7 @@ mod tests {
         for (w, h) in [(1280, 720), (1920, 1080)] {
             let r = Renderer::new(Scene::Desktop, w, h);
             let (mut total, mut window_only) = (0.0, 0.0);
-            let frames = 20;
+            let frames = 8;
             for n in 100..100 + frames {
                 let (a, b) = (r.render(n, ts(n), None), r.render(n + 1, ts(n + 1), None));
                 total += changed_tile_fraction(&a, &b);
