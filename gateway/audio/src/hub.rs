@@ -7,9 +7,10 @@
 //! trade: a late frame is worth nothing, and Opus conceals a gap (unlike
 //! video, no keyframe is needed to continue).
 //!
-//! The shapes follow the video hub in `pvgate-media` (`Arc` frames,
-//! `recv() -> Option`, `try_recv() -> Result<_, RecvError>`), so that the
-//! session code treats both tracks alike.
+//! The shapes follow the video hub in `pvgate-media` (`Arc` frames with
+//! `data` and `pts`, `recv().await -> Option`), so that the session code
+//! treats both tracks alike. `try_recv` returns an `Option` (the sndif
+//! backend's tests already use it that way).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,7 @@ impl AudioHub {
         AudioSubscriber {
             rx: self.tx.subscribe(),
             lost: 0,
+            closed: false,
         }
     }
 
@@ -78,18 +80,12 @@ impl AudioHub {
     }
 }
 
-/// Why [`AudioSubscriber::try_recv`] returned nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecvError {
-    Empty,
-    Closed,
-}
-
 /// One viewer's receiving side.
 #[derive(Debug)]
 pub struct AudioSubscriber {
     rx: broadcast::Receiver<Arc<AudioFrame>>,
     lost: u64,
+    closed: bool,
 }
 
 impl AudioSubscriber {
@@ -100,21 +96,33 @@ impl AudioSubscriber {
             match self.rx.recv().await {
                 Ok(f) => return Some(f),
                 Err(broadcast::error::RecvError::Lagged(n)) => self.lost += n,
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.closed = true;
+                    return None;
+                }
             }
         }
     }
 
-    /// Like [`Self::recv`] without waiting.
-    pub fn try_recv(&mut self) -> Result<Arc<AudioFrame>, RecvError> {
+    /// Like [`Self::recv`] without waiting: None when no frame is ready or
+    /// the stream is gone ([`Self::is_closed`] tells which).
+    pub fn try_recv(&mut self) -> Option<Arc<AudioFrame>> {
         loop {
             match self.rx.try_recv() {
-                Ok(f) => return Ok(f),
+                Ok(f) => return Some(f),
                 Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost += n,
-                Err(broadcast::error::TryRecvError::Empty) => return Err(RecvError::Empty),
-                Err(broadcast::error::TryRecvError::Closed) => return Err(RecvError::Closed),
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    self.closed = true;
+                    return None;
+                }
             }
         }
+    }
+
+    /// Whether the producer is gone (seen by the last receive).
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Frames this subscriber missed because it fell behind.
@@ -145,10 +153,10 @@ mod tests {
         for i in 0..10 {
             assert_eq!(hub.publish(frame(i)), 2);
             assert_eq!(fast.try_recv().unwrap().sequence, i);
-            assert_eq!(fast.try_recv(), Err(RecvError::Empty));
+            assert_eq!(fast.try_recv(), None);
         }
         // The slow one gets the newest 4 and knows it lost 6.
-        let got: Vec<u64> = std::iter::from_fn(|| slow.try_recv().ok())
+        let got: Vec<u64> = std::iter::from_fn(|| slow.try_recv())
             .map(|f| f.sequence)
             .collect();
         assert_eq!(got, vec![6, 7, 8, 9]);
@@ -165,8 +173,10 @@ mod tests {
         assert_eq!(hub.publish(frame(0)), 0);
         let mut late = hub.subscribe();
         // A late joiner starts at the next frame.
-        assert_eq!(late.try_recv(), Err(RecvError::Empty));
+        assert_eq!(late.try_recv(), None);
+        assert!(!late.is_closed());
         drop(hub);
-        assert_eq!(late.try_recv(), Err(RecvError::Closed));
+        assert_eq!(late.try_recv(), None);
+        assert!(late.is_closed());
     }
 }

@@ -25,7 +25,7 @@ pub mod volume;
 
 pub use channels::Layout;
 pub use format::{is_supported, supported_mask, FormatError, PcmFormat, SampleFormat};
-pub use hub::{AudioFrame, AudioHub, AudioSubscriber, RecvError};
+pub use hub::{AudioFrame, AudioHub, AudioSubscriber};
 pub use opus::{FrameDuration, OpusApplication, OpusSettings};
 pub use pacing::{CurPos, PacingConfig, PlaybackPacer, PositionClock, Trigger};
 pub use pipeline::{

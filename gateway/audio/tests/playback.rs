@@ -47,7 +47,7 @@ fn play(format: PcmFormat, rate: u32, channels: usize, write_bytes: usize) -> Ve
     let mut decoder = OpusDecoder::new(Layout::Stereo).unwrap();
     let mut out = Vec::new();
     let mut count = 0u64;
-    while let Ok(frame) = sub.try_recv() {
+    while let Some(frame) = sub.try_recv() {
         assert_eq!(frame.sequence, count, "frames in order, none lost");
         assert_eq!(frame.timestamp, count * 960, "timestamps continuous");
         assert_eq!(frame.pts, std::time::Duration::from_millis(count * 20));
@@ -268,7 +268,7 @@ fn silence_keeps_stream_time_running() {
     let mut dec = OpusDecoder::new(Layout::Stereo).unwrap();
     let mut out = Vec::new();
     let mut last_ts = None;
-    while let Ok(f) = sub.try_recv() {
+    while let Some(f) = sub.try_recv() {
         dec.decode(&f.data, &mut out).unwrap();
         last_ts = Some(f.timestamp);
     }
