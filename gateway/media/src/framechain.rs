@@ -147,7 +147,14 @@ mod tests {
         let mut held = Vec::new();
         // Each flip changes one pixel in a different tile; an "encoder" keeps
         // every published frame alive, so frames must be recycled correctly.
-        let spots = [(10, 10), (150, 20), (70, 100), (190, 120), (10, 10), (100, 64)];
+        let spots = [
+            (10, 10),
+            (150, 20),
+            (70, 100),
+            (190, 120),
+            (10, 10),
+            (100, 64),
+        ];
         for (i, &(x, y)) in spots.iter().enumerate() {
             set(&mut src, w, x, y, 0x0010_0000 * (i as u32 + 1));
             let (frame, damage) = chain.update(&mut tracker, &src).unwrap();
@@ -158,7 +165,10 @@ mod tests {
             for (j, &(xx, yy)) in spots[..=i].iter().enumerate() {
                 let last_write = spots[..=i].iter().rposition(|&p| p == (xx, yy)).unwrap();
                 if j == last_write {
-                    assert_eq!(frame.pixel(xx, yy), Some(0xFF00_0000 | 0x0010_0000 * (j as u32 + 1)));
+                    assert_eq!(
+                        frame.pixel(xx, yy),
+                        Some(0xFF00_0000 | (0x0010_0000 * (j as u32 + 1)))
+                    );
                 }
             }
             held.push((frame, src.clone()));

@@ -211,10 +211,14 @@ async fn removing_a_connector_ends_its_streams() {
     let hub = EncoderHub::new();
     let mut seq = Sequence::new(Content::Desktop, 160, 96);
     hub.publish(CONN, update(seq.next_frame(), true));
-    let mut sub = hub.subscribe(CONN, EncoderParams::new(Codec::H264, 500_000)).unwrap();
+    let mut sub = hub
+        .subscribe(CONN, EncoderParams::new(Codec::H264, 500_000))
+        .unwrap();
     assert!(next(&mut sub).await.keyframe);
     hub.remove_connector(CONN);
-    let end = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("stream ends");
+    let end = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("stream ends");
     assert!(end.is_none());
     assert_eq!(hub.encoder_count(), 0);
 }
