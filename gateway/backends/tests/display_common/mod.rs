@@ -19,6 +19,7 @@ use pvgate_guest_sim::guest::{GuestSim, StartOptions};
 use pvgate_guest_sim::sim::{connect_guest, connect_toolstack, XsRegistry};
 use pvgate_guest_sim::toolstack::Toolstack;
 use pvgate_media::{EncoderHub, Frame};
+use pvgate_platform::sim::hypervisor::SimDomainMemory;
 use pvgate_platform::sim::SimXen;
 use pvgate_platform::xs_client::XsStore;
 use pvgate_platform::Platform;
@@ -64,6 +65,15 @@ impl Harness {
     /// Create a domain with one vdispl device per spec (e.g.
     /// `"connectors=640x480"`) and start its frontends.
     pub async fn add_guest(&self, domid: u16, displays: &[&str]) -> GuestSim {
+        self.add_guest_with_memory(domid, displays).await.0
+    }
+
+    /// [`Self::add_guest`], plus the guest's memory (to inspect its grants).
+    pub async fn add_guest_with_memory(
+        &self,
+        domid: u16,
+        displays: &[&str],
+    ) -> (GuestSim, SimDomainMemory) {
         let config = GuestConfig {
             domid,
             name: format!("guest{domid}"),
@@ -81,9 +91,10 @@ impl Harness {
         let guest = connect_guest(self.dir.path(), domid)
             .await
             .expect("guest platform");
-        GuestSim::start(config, guest.platform, StartOptions::default())
+        let sim = GuestSim::start(config, guest.platform, StartOptions::default())
             .await
-            .expect("guest sim")
+            .expect("guest sim");
+        (sim, guest.memory)
     }
 
     /// Start the backend for `domid`'s vdispl device `devid`.
