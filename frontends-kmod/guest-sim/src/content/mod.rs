@@ -11,6 +11,12 @@
 //! - [`pixfmt`]: the internal XRGB8888 frame as bytes of every DRM format xen-drm-front offers.
 //! - [`tone`] / [`pcm`]: sine tones per channel, every linear/companded sndif PCM format, and
 //!   a tone analyser.
+//!
+//! Layout for test writers ([`grid`]): the strip covers the top 3/22 of the picture and the
+//! text line the bottom 1/22; both are drawn over everything else, so aim pointer and touch
+//! tests at [`grid::content_area`]. Readers ([`decode_strip`], [`find_cursor`],
+//! [`read_text_line`], [`read_buttons`]) take an [`ImageView`] of any size and pixel layout
+//! (crop letterboxing away first with [`ImageView::crop`]).
 
 pub mod font;
 pub mod frame;
@@ -36,5 +42,5 @@ pub use pcm::PcmFormat;
 pub use pixfmt::PixelFormat;
 pub use scene::{render, Renderer, Scene};
 pub use strip::{decode_strip, draw_strip, StripData};
-pub use tone::{measure_tone, ToneGenerator, ToneMeasurement};
+pub use tone::{measure_tone, measure_tone_in, ToneGenerator, ToneMeasurement};
 pub use view::{psnr, ImageView, PixelLayout};

@@ -165,6 +165,17 @@ pub fn level_at(samples: &[f32], rate: u32, hz: f64) -> f64 {
 /// hundredths of a hertz and the level to well under 0.1 dB for a clean tone. `None` for
 /// fewer than 64 samples, a zero rate, or silence.
 pub fn measure_tone(samples: &[f32], rate: u32) -> Option<ToneMeasurement> {
+    measure_tone_in(samples, rate, 0.0, f64::from(rate) / 2.0)
+}
+
+/// Like [`measure_tone`] but only considers peaks between `lo_hz` and `hi_hz`: for a mix of
+/// several tones (a mono downmix of 440 + 660 Hz), measure each in its own band.
+pub fn measure_tone_in(
+    samples: &[f32],
+    rate: u32,
+    lo_hz: f64,
+    hi_hz: f64,
+) -> Option<ToneMeasurement> {
     let n = samples.len();
     if n < 64 || rate == 0 {
         return None;
@@ -176,12 +187,15 @@ pub fn measure_tone(samples: &[f32], rate: u32) -> Option<ToneMeasurement> {
         .map(|(&x, &w)| Complex::new(f64::from(x) * w, 0.0))
         .collect();
     FftPlanner::new().plan_fft_forward(n).process(&mut buf);
+    let bin_hz = f64::from(rate) / n as f64;
     // Skip DC and its Hann side lobe.
+    let first = ((lo_hz / bin_hz).ceil().max(0.0) as usize).max(2);
+    let last = ((hi_hz / bin_hz).floor().max(0.0) as usize).min(n / 2);
     let (k, peak) = buf
         .iter()
         .enumerate()
-        .take(n / 2)
-        .skip(2)
+        .take(last + 1)
+        .skip(first)
         .map(|(k, c)| (k, c.norm()))
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     if peak <= 0.0 {
@@ -311,5 +325,19 @@ mod tests {
         let mut out = [1.0f32; 5];
         ToneGenerator::new(48_000, 2, 0.0).fill(&mut out);
         assert_eq!(out[4], 0.0, "partial trailing frame zeroed");
+    }
+
+    #[test]
+    fn tones_in_a_mix_are_measured_per_band() {
+        let mut g = ToneGenerator::new(48_000, 2, -6.0);
+        let s = g.next_frames(48_000);
+        // Mono downmix: each tone at half amplitude (-12 dBFS).
+        let mono: Vec<f32> = s.chunks_exact(2).map(|f| (f[0] + f[1]) / 2.0).collect();
+        for want in [440.0, 660.0] {
+            let m = measure_tone_in(&mono, 48_000, want - 50.0, want + 50.0).unwrap();
+            assert!((m.frequency_hz - want).abs() < 0.1, "{m:?}");
+            assert!((m.level_dbfs + 12.04).abs() < 0.1, "{m:?}");
+        }
+        assert_eq!(measure_tone_in(&mono, 48_000, 5000.0, 100.0), None);
     }
 }
