@@ -499,3 +499,92 @@ async fn playback_is_paced_by_cur_pos_and_capture_reads_what_the_backend_wrote()
     );
     guest.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_time_out_after_three_seconds_and_flips_after_frame_done_timeout() {
+    const D: u16 = 15;
+    let sim = Sim::start().await;
+    let dom0 = sim.dom0().await;
+    let guest = start_guest(&sim, display_guest(D, "connectors=64x64")).await;
+    let (mut req, _evt) =
+        connect_display(&dom0, D, &format!("/local/domain/0/backend/vdispl/{D}/0")).await;
+    let session = guest.displays[0].connected(WAIT).await.expect("connected");
+
+    // No answer at all: the request fails with a timeout (-ETIMEDOUT).
+    let s = session.clone();
+    let job = tokio::spawn(async move { s.set_config(0, None).await });
+    let _ = req.next().await;
+    let err = job.await.expect("join").expect_err("no answer");
+    assert!(
+        matches!(
+            err,
+            pvgate_guest_sim::display::DisplayError::Call {
+                source: pvgate_guest_sim::io::channel::CallError::Timeout(t),
+                ..
+            } if t == Duration::from_millis(3000)
+        ),
+        "{err}"
+    );
+
+    // PG_FLIP answered but no EVT_PG_FLIP: the driver releases the frame
+    // after FRAME_DONE_TO_MS and goes on.
+    let s = session.clone();
+    let job = tokio::spawn(async move { s.page_flip(0, 0x1234_0000).await });
+    let request = DisplRequest::decode(&req.next().await).expect("request");
+    req.respond(&DisplResponse::for_request(&request, 0).encode());
+    let outcome = job.await.expect("join").expect("flip answered");
+    assert_eq!(
+        outcome,
+        pvgate_guest_sim::display::FlipOutcome::FrameDoneTimedOut
+    );
+    guest.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toolstack_destroy_removes_the_nodes_and_releases_the_domain() {
+    use pvgate_guest_sim::sim::{connect_toolstack, XsRegistry};
+    use pvgate_guest_sim::toolstack::{plan_devices, Toolstack};
+    const D: u16 = 16;
+    let sim = Sim::start().await;
+    let ts = connect_toolstack(sim.path()).await.expect("toolstack");
+    let config = GuestConfig {
+        domid: D,
+        name: "gone".into(),
+        displays: vec![DisplayConfig::parse("connectors=64x64").expect("vdispl")],
+        sound_cards: vec![SoundCardConfig::parse("stream, type=p").expect("vsnd")],
+        inputs: vec![
+            pvgate_guest_sim::config::InputConfig::parse("backend-type=linux").expect("vkb"),
+        ],
+    };
+    let registry = XsRegistry(&ts);
+    let toolstack = Toolstack::new(&ts, &registry);
+    let plans = toolstack.create_domain(&config).await.expect("create");
+    assert!(ts.is_domain_introduced(D).await.expect("introduced?"));
+    let dom0 = sim.dom0().await;
+    for p in &plans {
+        assert_eq!(
+            read(&*dom0.store, &format!("{}/state", p.backend_path)).await,
+            "1"
+        );
+        assert_eq!(
+            read(&*dom0.store, &format!("{}/state", p.frontend_path)).await,
+            "1"
+        );
+    }
+    assert!(plans
+        .iter()
+        .any(|p| p.backend_path == format!("/local/domain/0/backend/vinput/{D}/0")));
+    assert_eq!(plans, plan_devices(&config));
+    toolstack.destroy_domain(D, &plans).await.expect("destroy");
+    for p in &plans {
+        assert_eq!(
+            dom0.store.read_opt(&p.backend_path).await.expect("read"),
+            None
+        );
+        assert_eq!(
+            dom0.store.read_opt(&p.frontend_path).await.expect("read"),
+            None
+        );
+    }
+    assert!(!ts.is_domain_introduced(D).await.expect("introduced?"));
+}

@@ -456,3 +456,69 @@ async fn guest_process_handshakes_and_moves_requests_and_events_on_every_ring() 
 
     child.kill().await.expect("kill guest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_process_that_vanishes_mid_stream_leaves_its_device_connected() {
+    const D: u16 = 8;
+    let sim = Sim::start().await;
+    let dom0 = sim.dom0().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pvgate-guest-sim"))
+        .args(["--sim-dir", sim.path().to_str().expect("utf-8 path")])
+        .args(["--domid", &D.to_string(), "--vdispl", "connectors=64x64"])
+        .args([
+            "--fps",
+            "100",
+            "--misbehave",
+            "vanish",
+            "--misbehave-after-ms",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pvgate-guest-sim");
+    let be = format!("/local/domain/0/backend/vdispl/{D}/0");
+    let (mut req, mut evt) = common::connect_display(&dom0, D, &be).await;
+    // Serve it (every flip gets its event) until it is gone.
+    let mut flips = 0u16;
+    let serve = async {
+        while let Some(slot) = req.try_next().await {
+            let request = DisplRequest::decode(&slot).expect("request");
+            req.ring
+                .put_response(&DisplResponse::for_request(&request, 0).encode())
+                .expect("respond");
+            if req.ring.push_responses_and_check_notify().expect("push") {
+                let _ = req.evtchn.notify();
+            }
+            if let DisplRequestOp::PgFlip { fb_cookie } = request.op {
+                let ev = DisplEvent {
+                    id: flips,
+                    kind: DisplEventKind::PgFlip { fb_cookie },
+                };
+                evt.producer.push(&ev.encode()).expect("push event");
+                let _ = evt.evtchn.notify();
+                flips += 1;
+            }
+        }
+        // The guest is gone; wait for the process to be reaped.
+        std::future::pending::<()>().await;
+    };
+    let status = tokio::select! {
+        s = child.wait() => s.expect("wait"),
+        _ = serve => unreachable!(),
+    };
+    assert!(status.success());
+    assert!(flips > 0, "it streamed before vanishing");
+    // No goodbye: its state still says Connected...
+    let fe = format!("/local/domain/{D}/device/vdispl/0");
+    assert_eq!(read(&*dom0.store, &format!("{fe}/state")).await, "4");
+    // ...but its end of the event channels is gone with the process.
+    let gone = async {
+        while evt.evtchn.notify().is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("notify to a vanished guest fails");
+}

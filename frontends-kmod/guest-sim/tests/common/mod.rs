@@ -118,6 +118,20 @@ impl RingEnd {
             .expect("no request from the guest")
     }
 
+    /// Like [`next`](Self::next), but `None` once the ring or the event
+    /// channel fails (a guest that went away).
+    pub async fn try_next(&mut self) -> Option<Slot> {
+        loop {
+            if let Some(s) = self.ring.next_request().ok()? {
+                return Some(s);
+            }
+            if self.ring.final_check_for_requests().ok()? {
+                continue;
+            }
+            self.evtchn.wait().await.ok()?;
+        }
+    }
+
     pub fn respond(&mut self, rsp: &Slot) {
         self.ring.put_response(rsp).expect("put response");
         if self.ring.push_responses_and_check_notify().expect("push") {
