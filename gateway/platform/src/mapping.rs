@@ -94,7 +94,11 @@ impl Mapping {
         // SAFETY: bounds checked above; a concurrent write by the peer can only
         // make the copied bytes garbage, which every caller validates.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
         };
         Ok(())
     }
@@ -124,7 +128,7 @@ impl Mapping {
     }
 
     fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, MappingError> {
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(MappingError::Misaligned(offset));
         }
         self.check(offset, 4)?;
@@ -208,8 +212,14 @@ mod tests {
         let m = anonymous(4096).unwrap();
         let mut buf = [0u8; 8];
         assert!(m.read(4088, &mut buf).is_ok());
-        assert!(matches!(m.read(4089, &mut buf), Err(MappingError::OutOfBounds { .. })));
-        assert!(matches!(m.read(usize::MAX - 2, &mut buf), Err(MappingError::OutOfBounds { .. })));
+        assert!(matches!(
+            m.read(4089, &mut buf),
+            Err(MappingError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            m.read(usize::MAX - 2, &mut buf),
+            Err(MappingError::OutOfBounds { .. })
+        ));
         assert_eq!(m.load_u32_acquire(2), Err(MappingError::Misaligned(2)));
         m.store_u32_release(8, 0xdead_beef).unwrap();
         assert_eq!(m.load_u32_acquire(8).unwrap(), 0xdead_beef);

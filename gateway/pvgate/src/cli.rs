@@ -34,6 +34,41 @@ pub enum Command {
     /// The demo: a simulated Xen, simulated guests and the gateway, with the
     /// web server on --listen. Prints the URL to open.
     Demo(DemoArgs),
+    /// Measure pvgate on this machine and print a markdown table.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// The video path per frame (damage detection, copy, colour conversion,
+    /// H.264, VP8) at 720p and 1080p for static, desktop and full-motion
+    /// content, next to ffmpeg on the same frames.
+    Display(BenchDisplayArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchDisplayArgs {
+    /// Frames per (size, content) run.
+    #[arg(long, default_value_t = 60)]
+    pub frames: u32,
+    /// Skip the ffmpeg comparison.
+    #[arg(long)]
+    pub no_ffmpeg: bool,
+    /// Only this size, e.g. 1280x720 (repeatable; default 1280x720 and 1920x1080).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Vec<(u32, u32)>,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let parse = |v: &str| v.parse::<u32>().ok().filter(|v| (16..=8192).contains(v));
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("{s:?}: width and height must be 16..8192")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

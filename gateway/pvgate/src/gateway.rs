@@ -98,6 +98,13 @@ impl Gateway {
         }
     }
 
+    /// Stop serving every device (on shutdown: before the platform goes).
+    pub fn stop_all(&self) {
+        for (_, stop) in std::mem::take(&mut *lock(&self.devices)) {
+            let _ = stop.send(true);
+        }
+    }
+
     fn device_ended(&self, name: &str, result: Result<(), pvgate_backends::xenbus::DeviceError>) {
         match result {
             Ok(()) => tracing::info!(device = %name, "device task ended"),

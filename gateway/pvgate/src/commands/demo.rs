@@ -33,6 +33,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let listener = http::bind(args.listen).await?;
+    // With port 0 the system picks one: show the one we really have.
+    let address = listener
+        .local_addr()
+        .context("cannot read the web server's address")?;
     let sim = pvgate_platform::sim::SimXen::start(&dir)
         .await
         .with_context(|| format!("cannot start the simulated Xen in {}", dir.display()))?;
@@ -53,7 +57,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "pvgate demo: {} simulated guest(s) on a simulated Xen in {}\n\n    open http://{}/\n\nCtrl-C stops it.",
         args.guests,
         dir.display(),
-        args.listen
+        address
     );
     let result = serve_until_interrupted(gateway, listener).await;
     for mut guest in guests {

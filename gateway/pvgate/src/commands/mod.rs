@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod demo;
 mod serve;
 mod sim_xen;
@@ -11,5 +12,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::SimXen(args) => sim_xen::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(which) => bench::run(which).await,
     }
 }

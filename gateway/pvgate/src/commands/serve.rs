@@ -37,12 +37,16 @@ pub async fn serve_until_interrupted(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
     let view: Arc<dyn http::GatewayView> = gateway.clone();
-    tokio::select! {
+    let result = tokio::select! {
         result = gateway.run() => result,
         result = http::serve(listener, view) => result,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; stopping");
             Ok(())
         }
-    }
+    };
+    gateway.stop_all();
+    // Let the device tasks release their mappings and channels.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    result
 }

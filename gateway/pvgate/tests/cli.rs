@@ -1,0 +1,180 @@
+//! The `pvgate` binary as a user meets it.
+
+use std::io::{BufRead, BufReader};
+
+use pvgate_guest_sim::content::{decode_strip, ImageView, PixelLayout, StripData};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PVGATE: &str = env!("CARGO_BIN_EXE_pvgate");
+
+#[test]
+fn help_lists_the_subcommands() {
+    let out = Command::new(PVGATE).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for sub in ["serve", "sim-xen", "demo", "bench"] {
+        assert!(
+            help.contains(sub),
+            "`pvgate --help` does not list {sub}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn serve_without_xen_says_what_is_missing_and_suggests_the_demo() {
+    let out = Command::new(PVGATE)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot start the xen platform"), "{stderr}");
+    assert!(stderr.contains("/dev/xen/gntdev"), "{stderr}");
+    assert!(stderr.contains("pvgate demo"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn serve_against_a_missing_simulator_names_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(PVGATE)
+        .args([
+            "serve",
+            "--platform",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--sim-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&dir.path().display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pvgate sim-xen"), "{stderr}");
+}
+
+/// The demo end to end: it prints a URL; the API there lists two guests;
+/// their snapshots carry the frame-counter strip the guests drew, and it
+/// advances (the guests keep flipping and the gateway keeps copying).
+#[test]
+fn the_demo_serves_two_guests_whose_screens_move() {
+    let guest_sim = std::path::Path::new(PVGATE).with_file_name("pvgate-guest-sim");
+    assert!(
+        guest_sim.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (tests/run.sh does)",
+        guest_sim.display()
+    );
+    let mut demo = Command::new(PVGATE)
+        .args(["demo", "--listen", "127.0.0.1:0", "--guest-sim"])
+        .arg(&guest_sim)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(demo.id());
+    let stdout = BufReader::new(demo.stdout.take().unwrap());
+    let url = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().strip_prefix("open ").map(str::to_string))
+        .expect("the demo printed no URL");
+    let base = url.trim_end_matches('/').to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let guests = loop {
+        let body = http_get(&format!("{base}/api/guests")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let ready = v.as_array().is_some_and(|g| {
+            g.len() == 2
+                && g.iter()
+                    .all(|g| g["displays"].as_array().is_some_and(|d| !d.is_empty()))
+        });
+        if ready {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo's guests did not appear: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for guest in guests.as_array().unwrap() {
+        let domid = guest["domid"].as_u64().unwrap();
+        let url = format!("{base}/api/guests/{domid}/displays/0/snapshot.png");
+        let first = strip_of(&url, deadline);
+        let later = loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let s = strip_of(&url, deadline);
+            if s.frame > first.frame {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guest {domid}'s screen stopped at frame {}",
+                first.frame
+            );
+        };
+        assert!(later.timestamp_us > first.timestamp_us);
+    }
+}
+
+fn strip_of(url: &str, deadline: Instant) -> StripData {
+    loop {
+        if let Some(png) = http_get(url) {
+            let img = image::load_from_memory(&png).unwrap().to_rgb8();
+            let (w, h) = img.dimensions();
+            let view =
+                ImageView::new(img.as_raw(), w, h, w as usize * 3, PixelLayout::Rgb).unwrap();
+            if let Some(s) = decode_strip(&view) {
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no readable frame strip at {url}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A minimal HTTP/1.1 GET over loopback (no client crate needed for tests).
+fn http_get(url: &str) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]);
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(buf[split + 4..].to_vec())
+}
+
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SIGINT: the demo stops its guests and the simulator on Ctrl-C.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.to_string()])
+            .status();
+    }
+}
