@@ -11,18 +11,14 @@ use std::time::Duration;
 
 use common::*;
 use pvgate_guest_sim::config::{DisplayConfig, GuestConfig, InputConfig, SoundCardConfig};
-use pvgate_guest_sim::display::DisplaySession;
 use pvgate_guest_sim::guest::{GuestSim, StartOptions};
 use pvgate_guest_sim::io::channel::CallError;
 use pvgate_guest_sim::io::shm::Shm;
 use pvgate_guest_sim::sim::{connect_guest, connect_toolstack, XsRegistry};
 use pvgate_guest_sim::toolstack::Toolstack;
 use pvgate_guest_sim::xenbus::XenbusState;
-use pvgate_platform::Platform;
-use pvgate_protocol::displif::{DisplRequest, DisplRequestOp, DisplResponse, DisplResponseBody};
 use pvgate_protocol::kbdif::KbdInEvent;
 use pvgate_protocol::kbdpage::KbdBackendPage;
-use pvgate_protocol::pagedir::{self, DirPage, DirectoryWalker};
 use pvgate_protocol::sndif::{
     HwParams, Interval, SndRequest, SndRequestOp, SndResponse, SndResponseBody,
 };
@@ -30,47 +26,6 @@ use pvgate_protocol::sndif::{
 const DOMID: u16 = 9;
 /// displif.h: the EDID buffer is at least XENDISPL_EDID_MAX_SIZE (256 blocks of 128).
 const EDID_BUF: u32 = 256 * 128;
-
-/// GET_EDID from the guest, answered by the test backend with `edid`.
-async fn edid_round_trip(
-    dom0: &Platform,
-    session: Arc<DisplaySession>,
-    req: &mut RingEnd,
-    edid: &[u8],
-) {
-    let guest = tokio::spawn(async move { session.get_edid(0, EDID_BUF).await });
-    let slot = req.next().await;
-    let request = DisplRequest::decode(&slot).expect("request");
-    let DisplRequestOp::GetEdid(g) = request.op else {
-        panic!("expected GET_EDID, got {:?}", request.op)
-    };
-    assert_eq!(g.buffer_sz, EDID_BUF);
-    let mut walker =
-        DirectoryWalker::new(g.gref_directory, pagedir::grant_count(g.buffer_sz)).expect("dir");
-    let dir = dom0
-        .grants
-        .map(DOMID, &[g.gref_directory], false)
-        .expect("map dir");
-    let mut page: DirPage = [0u8; pagedir::PAGE_SIZE];
-    dir.read(0, &mut page).expect("read dir");
-    walker.feed(&page).expect("walk");
-    let refs = walker.finish().expect("refs");
-    let buf = dom0
-        .grants
-        .map(DOMID, &refs, true)
-        .expect("map edid buffer");
-    buf.write(0, edid).expect("write edid");
-    let rsp = DisplResponse {
-        id: request.id,
-        status: 0,
-        body: DisplResponseBody::GetEdid {
-            edid_sz: edid.len() as u32,
-        },
-    };
-    req.respond(&rsp.encode());
-    let got = guest.await.expect("join").expect("GET_EDID");
-    assert_eq!(got, edid);
-}
 
 /// HW_PARAM_QUERY from the guest, answered with `answer`.
 async fn query_round_trip(
@@ -136,6 +91,7 @@ async fn frontends_recover_when_the_backend_restarts() {
     let first = display.connected(WAIT).await.expect("display connected");
     edid_round_trip(
         &dom0,
+        DOMID,
         first.clone(),
         &mut dreq,
         &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00],
@@ -234,6 +190,7 @@ async fn frontends_recover_when_the_backend_restarts() {
     assert!(!Arc::ptr_eq(&first, &second));
     edid_round_trip(
         &dom0,
+        DOMID,
         second,
         &mut dreq,
         &[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x12],

@@ -39,6 +39,11 @@ pub async fn run<O: FrontendOps>(
             o(&label, state);
         }
     };
+    // A device our previous life left connected is reset first (the xenbus
+    // core does this at boot, before any driver probes).
+    if dev.reset_if_stale().await {
+        report(XenbusState::Initialising);
+    }
     let mut states = Box::pin(dev.watch_backend_state().await.map_err(|e| e.to_string())?);
     let probe = policy.probe();
     execute(&dev, &mut ops, probe, &label, &report).await;

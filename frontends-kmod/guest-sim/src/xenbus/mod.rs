@@ -173,6 +173,63 @@ impl XenbusDevice {
     }
 }
 
+/// How long Linux's `xenbus_reset_wait_for_backend` waits for each step.
+pub const RESET_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl XenbusDevice {
+    /// Wait (following a watch) until the backend's state is `want`; false
+    /// after `timeout`.
+    pub async fn wait_backend_state(
+        &self,
+        want: XenbusState,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let Ok(states) = self.watch_backend_state().await else {
+            return false;
+        };
+        let mut states = Box::pin(states);
+        tokio::time::timeout(timeout, async {
+            while let Some(s) = states.next().await {
+                if s == want {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// `xenbus_check_frontend` + `xenbus_reset_frontend`, run when a guest
+    /// boots (again): a device left Connected or Closed by a previous life
+    /// while its backend is still Connected is walked back through Closing
+    /// and Closed to Initialising, waiting for the backend to follow each
+    /// step (as long as it does, 5 s per step), so that the backend forgets
+    /// the old rings before the driver publishes new ones. Returns whether a
+    /// reset was done.
+    pub async fn reset_if_stale(&self) -> bool {
+        let ours = XenbusState::parse(self.read_own("state").await.as_deref());
+        if !matches!(ours, XenbusState::Connected | XenbusState::Closed) {
+            return false;
+        }
+        if self.backend_state().await != XenbusState::Connected {
+            return false;
+        }
+        tracing::info!(device = %self.nodename, ?ours, "resetting a device left over by a previous life");
+        for (ours, theirs) in [
+            (XenbusState::Closing, XenbusState::Closing),
+            (XenbusState::Closed, XenbusState::Closed),
+            (XenbusState::Initialising, XenbusState::InitWait),
+        ] {
+            let _ = self.switch_state(ours).await;
+            if !self.wait_backend_state(theirs, RESET_STEP_TIMEOUT).await {
+                tracing::warn!(device = %self.nodename, ?theirs, "backend did not follow the reset");
+            }
+        }
+        true
+    }
+}
+
 async fn read(store: &dyn Store, path: &str) -> Result<String, XenbusError> {
     store.read(path).await.map_err(|source| XenbusError::Store {
         path: path.to_string(),

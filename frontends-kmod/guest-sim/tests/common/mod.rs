@@ -331,3 +331,52 @@ pub fn map_directory(
     let shm = Shm::new(dom0.grants.map(domid, &refs, writable).expect("map buffer"));
     (refs, shm)
 }
+
+/// GET_EDID from the guest, answered by the test backend with `edid`.
+pub async fn edid_round_trip(
+    dom0: &Platform,
+    domid: DomId,
+    session: std::sync::Arc<pvgate_guest_sim::display::DisplaySession>,
+    req: &mut RingEnd,
+    edid: &[u8],
+) {
+    let guest = tokio::spawn(async move {
+        session
+            .get_edid(0, pvgate_guest_sim::display::EDID_MAX_SIZE)
+            .await
+    });
+    let slot = req.next().await;
+    let request = pvgate_protocol::displif::DisplRequest::decode(&slot).expect("request");
+    let pvgate_protocol::displif::DisplRequestOp::GetEdid(g) = request.op else {
+        panic!("expected GET_EDID, got {:?}", request.op)
+    };
+    assert_eq!(g.buffer_sz, pvgate_guest_sim::display::EDID_MAX_SIZE);
+    let mut walker = pvgate_protocol::pagedir::DirectoryWalker::new(
+        g.gref_directory,
+        pvgate_protocol::pagedir::grant_count(g.buffer_sz),
+    )
+    .expect("dir");
+    let dir = dom0
+        .grants
+        .map(domid, &[g.gref_directory], false)
+        .expect("map dir");
+    let mut page: pvgate_protocol::pagedir::DirPage = [0u8; pvgate_protocol::pagedir::PAGE_SIZE];
+    dir.read(0, &mut page).expect("read dir");
+    walker.feed(&page).expect("walk");
+    let refs = walker.finish().expect("refs");
+    let buf = dom0
+        .grants
+        .map(domid, &refs, true)
+        .expect("map edid buffer");
+    buf.write(0, edid).expect("write edid");
+    let rsp = pvgate_protocol::displif::DisplResponse {
+        id: request.id,
+        status: 0,
+        body: pvgate_protocol::displif::DisplResponseBody::GetEdid {
+            edid_sz: edid.len() as u32,
+        },
+    };
+    req.respond(&rsp.encode());
+    let got = guest.await.expect("join").expect("GET_EDID");
+    assert_eq!(got, edid);
+}
