@@ -4,4 +4,6 @@
 //! device (InitWait → frontend Initialised → map/bind → Connected, and every
 //! way back), as a sans-IO state machine plus the task that drives it.
 
+pub mod display;
+pub mod sound;
 pub mod xenbus;

@@ -55,11 +55,19 @@ async fn guest_to_decoder(codec: Codec, domid: u16, format: PixelFormat) {
         )
         .expect("view");
         let strip = decode_strip(&view).expect("the strip survives encoding");
-        assert!(strip.frame <= last, "decoded frame {} was never flipped", strip.frame);
+        assert!(
+            strip.frame <= last,
+            "decoded frame {} was never flipped",
+            strip.frame
+        );
         assert_eq!(strip.timestamp_us, timestamp(strip.frame));
         let want = to_media(&screen.picture(strip.frame));
         let psnr = psnr_rgb(&picture, &want).expect("same size");
-        assert!(psnr >= 35.0, "{codec}: frame {} PSNR {psnr:.1} dB", strip.frame);
+        assert!(
+            psnr >= 35.0,
+            "{codec}: frame {} PSNR {psnr:.1} dB",
+            strip.frame
+        );
         checked += 1;
         seen_last = strip.frame == last;
     }

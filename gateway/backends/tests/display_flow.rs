@@ -31,7 +31,11 @@ async fn every_pixel_format_reaches_the_gateway_frame() {
         copies += 1;
         h.wait_copies(out, copies).await;
         let got = h.outputs.get(out).unwrap().latest_frame().unwrap();
-        assert!(max_channel_diff(&got, &screen.as_seen(0)) <= 3, "{}", format.name());
+        assert!(
+            max_channel_diff(&got, &screen.as_seen(0)) <= 3,
+            "{}",
+            format.name()
+        );
         for _ in 0..2 {
             let (n, outcome) = screen.flip_next().await;
             assert_eq!(outcome, FlipOutcome::Done, "{}", format.name());
@@ -48,7 +52,11 @@ async fn every_pixel_format_reaches_the_gateway_frame() {
                 _ => 1,
             };
             let diff = max_channel_diff(&got, &screen.as_seen(n));
-            assert!(diff <= tolerance, "{}: frame {n} differs by {diff}", format.name());
+            assert!(
+                diff <= tolerance,
+                "{}: frame {n} differs by {diff}",
+                format.name()
+            );
         }
         session.set_config(0, None).await.expect("display off");
         for fb in screen.fbs.clone() {
@@ -88,12 +96,19 @@ async fn several_connectors_are_separate_screens() {
             let out = h.outputs.get(k).unwrap();
             assert_eq!(out.resolution, (s.width, s.height));
             let got = out.latest_frame().unwrap();
-            assert_eq!(max_channel_diff(&got, &s.as_seen(s.next - 1)), 0, "connector {conn}");
+            assert_eq!(
+                max_channel_diff(&got, &s.as_seen(s.next - 1)),
+                0,
+                "connector {conn}"
+            );
         }
     }
     drop(guest);
     be.stop().await;
-    assert!(h.outputs.of_guest(12).is_empty(), "outputs removed on disconnect");
+    assert!(
+        h.outputs.of_guest(12).is_empty(),
+        "outputs removed on disconnect"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,13 +120,21 @@ async fn backend_allocated_buffers() {
     assert!(session.be_alloc);
     let mut screen = Screen::new(session.clone(), 0, PixelFormat::Rgb565, Scene::Desktop).await;
     for b in &screen.bufs {
-        assert!(matches!(b.storage, pvgate_guest_sim::display::DbufStorage::Backend { .. }));
+        assert!(matches!(
+            b.storage,
+            pvgate_guest_sim::display::DbufStorage::Backend { .. }
+        ));
     }
     for i in 1..=3 {
         let (n, outcome) = screen.flip_next().await;
         assert_eq!(outcome, FlipOutcome::Done);
         h.wait_copies(key(13, 0, 0), i + 1).await;
-        let got = h.outputs.get(key(13, 0, 0)).unwrap().latest_frame().unwrap();
+        let got = h
+            .outputs
+            .get(key(13, 0, 0))
+            .unwrap()
+            .latest_frame()
+            .unwrap();
         assert!(max_channel_diff(&got, &screen.as_seen(n)) <= 1);
     }
     drop(guest);
@@ -139,20 +162,22 @@ async fn prime_imported_buffers_get_their_geometry_at_attach() {
     )
     .expect("allocate");
     let ch = session.request_channel(0).unwrap();
-    let create = |id, data_ofs| DisplRequest {
-        id,
-        op: DisplRequestOp::DbufCreate(DbufCreate {
-            dbuf_cookie: NonZeroU64::new(buf.cookie).unwrap(),
-            width: 0,
-            height: 0,
-            bpp: 0,
-            buffer_sz: size,
-            be_alloc: false,
-            gref_directory: buf.gref_directory,
-            data_ofs,
-        }),
-    }
-    .encode();
+    let create = |id, data_ofs| {
+        DisplRequest {
+            id,
+            op: DisplRequestOp::DbufCreate(DbufCreate {
+                dbuf_cookie: NonZeroU64::new(buf.cookie).unwrap(),
+                width: 0,
+                height: 0,
+                bpp: 0,
+                buffer_sz: size,
+                be_alloc: false,
+                gref_directory: buf.gref_directory,
+                data_ofs,
+            }),
+        }
+        .encode()
+    };
     // data_ofs beyond the buffer is refused…
     let rsp = DisplResponse::decode(&ch.call(|id| create(id, size + 4)).await.unwrap()).unwrap();
     assert_eq!(rsp.status, -22);
@@ -165,19 +190,41 @@ async fn prime_imported_buffers_get_their_geometry_at_attach() {
     buf.width = w;
     buf.height = hgt;
     buf.bpp = 32;
-    let fb = session.fb_attach(&buf, PixelFormat::Xrgb8888).await.expect("FB_ATTACH");
+    let fb = session
+        .fb_attach(&buf, PixelFormat::Xrgb8888)
+        .await
+        .expect("FB_ATTACH");
     let picture = Screen::new_renderer_picture(w, hgt, 5);
-    let bytes = pvgate_guest_sim::content::pixfmt::encode_to_vec(&picture, PixelFormat::Xrgb8888, (w * 4) as usize).unwrap();
+    let bytes = pvgate_guest_sim::content::pixfmt::encode_to_vec(
+        &picture,
+        PixelFormat::Xrgb8888,
+        (w * 4) as usize,
+    )
+    .unwrap();
     buf.write(data_ofs as usize, &bytes).unwrap();
-    session.set_config(0, Some((fb, w, hgt, 32))).await.expect("SET_CONFIG");
+    session
+        .set_config(0, Some((fb, w, hgt, 32)))
+        .await
+        .expect("SET_CONFIG");
     assert_eq!(session.page_flip(0, fb).await.unwrap(), FlipOutcome::Done);
     h.wait_copies(key(14, 0, 0), 2).await;
-    let got = h.outputs.get(key(14, 0, 0)).unwrap().latest_frame().unwrap();
+    let got = h
+        .outputs
+        .get(key(14, 0, 0))
+        .unwrap()
+        .latest_frame()
+        .unwrap();
     assert_eq!(max_channel_diff(&got, &to_media(&picture)), 0);
     // An attachment bigger than the buffer is refused.
     buf.width = w * 2;
-    let err = session.fb_attach(&buf, PixelFormat::Xrgb8888).await.unwrap_err();
-    assert!(matches!(err, DisplayError::Status { status: -22, .. }), "{err}");
+    let err = session
+        .fb_attach(&buf, PixelFormat::Xrgb8888)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DisplayError::Status { status: -22, .. }),
+        "{err}"
+    );
     drop(guest);
     be.stop().await;
 }
@@ -199,7 +246,10 @@ async fn set_config_off_stops_copying_and_on_resumes() {
     let out = h.outputs.get(k).unwrap();
     assert!(out.is_enabled());
     h.wait_copies(k, 1).await;
-    assert_eq!(max_channel_diff(&out.latest_frame().unwrap(), &screen.as_seen(0)), 0);
+    assert_eq!(
+        max_channel_diff(&out.latest_frame().unwrap(), &screen.as_seen(0)),
+        0
+    );
     screen.flip_next().await;
     h.wait_copies(k, 2).await;
     session.set_config(0, None).await.expect("off");
@@ -217,13 +267,19 @@ async fn set_config_off_stops_copying_and_on_resumes() {
     let (n, _) = screen.flip_next().await;
     h.wait_copies(k, 4).await;
     assert!(n > off_frame);
-    assert_eq!(max_channel_diff(&out.latest_frame().unwrap(), &screen.as_seen(n)), 0);
+    assert_eq!(
+        max_channel_diff(&out.latest_frame().unwrap(), &screen.as_seen(n)),
+        0
+    );
     // A mode larger than the connector is refused.
     let err = session
         .set_config(0, Some((screen.fbs[0], 65, 64, 32)))
         .await
         .unwrap_err();
-    assert!(matches!(err, DisplayError::Status { status: -22, .. }), "{err}");
+    assert!(
+        matches!(err, DisplayError::Status { status: -22, .. }),
+        "{err}"
+    );
     drop(guest);
     be.stop().await;
 }
@@ -255,7 +311,8 @@ fn parse_edid(e: &[u8]) -> Result<(u32, u32, u32), String> {
     let h_blank = u32::from(d[3]) | (u32::from(d[4] & 0x0f) << 8);
     let v_active = u32::from(d[5]) | (u32::from(d[7] & 0xf0) << 4);
     let v_blank = u32::from(d[6]) | (u32::from(d[7] & 0x0f) << 8);
-    let refresh = clock_khz as f64 * 1000.0 / f64::from((h_active + h_blank) * (v_active + v_blank));
+    let refresh =
+        clock_khz as f64 * 1000.0 / f64::from((h_active + h_blank) * (v_active + v_blank));
     Ok((h_active, v_active, refresh.round() as u32))
 }
 
@@ -288,19 +345,35 @@ async fn flip_events_carry_ids_in_sequence() {
     let mut a = Screen::new(session.clone(), 0, PixelFormat::Xrgb8888, Scene::Pattern).await;
     let b = Screen::new(session.clone(), 1, PixelFormat::Xrgb8888, Scene::Pattern).await;
     // Flip through the raw ring so the events can be read one by one.
-    let ch = [session.request_channel(0).unwrap(), session.request_channel(1).unwrap()];
+    let ch = [
+        session.request_channel(0).unwrap(),
+        session.request_channel(1).unwrap(),
+    ];
     let fbs = [a.fbs.clone(), b.fbs.clone()];
     for i in 0..6usize {
         for conn in 0..2 {
             let fb = fbs[conn][i % 2];
             let slot = ch[conn]
-                .call(|id| DisplRequest { id, op: DisplRequestOp::PgFlip { fb_cookie: NonZeroU64::new(fb).unwrap() } }.encode())
+                .call(|id| {
+                    DisplRequest {
+                        id,
+                        op: DisplRequestOp::PgFlip {
+                            fb_cookie: NonZeroU64::new(fb).unwrap(),
+                        },
+                    }
+                    .encode()
+                })
                 .await
                 .unwrap();
             assert_eq!(DisplResponse::decode(&slot).unwrap().status, 0);
             let ev = session.next_event(conn, WAIT).await.expect("EVT_PG_FLIP");
             assert_eq!(ev.id as usize, i, "connector {conn}: event ids run 0,1,2…");
-            assert_eq!(ev.kind, DisplEventKind::PgFlip { fb_cookie: NonZeroU64::new(fb).unwrap() });
+            assert_eq!(
+                ev.kind,
+                DisplEventKind::PgFlip {
+                    fb_cookie: NonZeroU64::new(fb).unwrap()
+                }
+            );
         }
     }
     // The typed path keeps working after (the guest expects id 6 next).
@@ -343,7 +416,11 @@ async fn the_flip_is_answered_before_the_copy_and_the_next_waits_for_it() {
     // Hold the copy of the second flip.
     *gate.closed_for.lock().unwrap() = Some(3);
     let (_, outcome) = screen.flip_next().await;
-    assert_eq!(outcome, FlipOutcome::Done, "answered while its copy is held");
+    assert_eq!(
+        outcome,
+        FlipOutcome::Done,
+        "answered while its copy is held"
+    );
     // The third flip may not be answered until that copy is done.
     let third = {
         let session = session.clone();
@@ -351,14 +428,21 @@ async fn the_flip_is_answered_before_the_copy_and_the_next_waits_for_it() {
         tokio::spawn(async move { session.page_flip(0, fb).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!third.is_finished(), "the next flip waits for the previous copy");
+    assert!(
+        !third.is_finished(),
+        "the next flip waits for the previous copy"
+    );
     *gate.closed_for.lock().unwrap() = None;
     gate.opened.notify_all();
     assert_eq!(third.await.unwrap().unwrap(), FlipOutcome::Done);
     h.wait_copies(key(18, 0, 0), 4).await;
     let log = gate.log.lock().unwrap().clone();
     for seq in 2..=4 {
-        let at = |s: FlipStage| log.iter().position(|x| *x == s).unwrap_or_else(|| panic!("{s:?} in {log:?}"));
+        let at = |s: FlipStage| {
+            log.iter()
+                .position(|x| *x == s)
+                .unwrap_or_else(|| panic!("{s:?} in {log:?}"))
+        };
         assert!(at(FlipStage::Answered { seq }) < at(FlipStage::CopyStarted { seq }));
         assert!(at(FlipStage::CopyStarted { seq }) < at(FlipStage::CopyDone { seq }));
         assert!(at(FlipStage::CopyDone { seq: seq - 1 }) < at(FlipStage::Answered { seq }));

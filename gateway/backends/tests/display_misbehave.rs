@@ -29,7 +29,10 @@ struct Flipper {
 
 impl Flipper {
     async fn start(guest: &GuestSim) -> Flipper {
-        let session = guest.displays[0].connected(WAIT).await.expect("good guest connected");
+        let session = guest.displays[0]
+            .connected(WAIT)
+            .await
+            .expect("good guest connected");
         let mut screen = Screen::new(session, 0, PixelFormat::Xrgb8888, Scene::Desktop).await;
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -120,7 +123,10 @@ impl Scenario {
     }
 
     async fn misbehave(&self, mode: Mode) -> Outcome {
-        let session = self.bad().displays[0].connected(WAIT).await.expect("bad guest connected");
+        let session = self.bad().displays[0]
+            .connected(WAIT)
+            .await
+            .expect("bad guest connected");
         on_display(mode, &session, Duration::from_secs(2))
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", mode.name()))
@@ -200,7 +206,11 @@ async fn a_request_flood_closes_that_device_only() {
     let s = scenario().await;
     let out = s.misbehave(Mode::Flood).await;
     // Refused one by one (no such framebuffer) until the budget ran out.
-    assert!(out.statuses.iter().all(|st| *st == -2), "{:?}", &out.statuses[..8.min(out.statuses.len())]);
+    assert!(
+        out.statuses.iter().all(|st| *st == -2),
+        "{:?}",
+        &out.statuses[..8.min(out.statuses.len())]
+    );
     assert!(out.silent, "the device stopped answering");
     backend_state(&s.h, BAD, &["5", "6"]).await;
     assert_eq!(backend_state(&s.h, GOOD, &["4"]).await, "4");

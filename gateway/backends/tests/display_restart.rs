@@ -71,8 +71,16 @@ async fn frontend_restart_releases_everything_and_reconnects() {
     let session = guest.displays[0].connected(WAIT).await.expect("connected");
     let mut screen = Screen::new(session.clone(), 0, PixelFormat::Xrgb8888, Scene::Pattern).await;
     assert_eq!(screen.flip_next().await.1, FlipOutcome::Done);
-    let mut refs: Vec<GrantRef> = screen.bufs.iter().flat_map(|b| buffer_refs(&mem, b)).collect();
-    let data_pages: usize = screen.bufs.iter().map(|b| pagedir::grant_count(b.size) as usize).sum();
+    let mut refs: Vec<GrantRef> = screen
+        .bufs
+        .iter()
+        .flat_map(|b| buffer_refs(&mem, b))
+        .collect();
+    let data_pages: usize = screen
+        .bufs
+        .iter()
+        .map(|b| pagedir::grant_count(b.size) as usize)
+        .sum();
     assert_eq!(
         refs.iter().filter(|r| is_mapped(&mem, **r)).count(),
         data_pages,
@@ -83,12 +91,19 @@ async fn frontend_restart_releases_everything_and_reconnects() {
     // The guest's driver goes away (Closing, Closed) and comes back.
     let (config, platform) = (guest.config.clone(), guest.platform.clone());
     guest.shutdown().await;
-    assert_eq!(still_mapped(&mem, &refs).await, 0, "nothing of the old connection stays mapped");
+    assert_eq!(
+        still_mapped(&mem, &refs).await,
+        0,
+        "nothing of the old connection stays mapped"
+    );
     assert!(h.outputs.of_guest(51).is_empty());
     let guest = GuestSim::start(config, platform, StartOptions::default())
         .await
         .expect("guest again");
-    let session2 = guest.displays[0].connected(WAIT).await.expect("reconnected");
+    let session2 = guest.displays[0]
+        .connected(WAIT)
+        .await
+        .expect("reconnected");
     let mut screen2 = Screen::new(session2, 0, PixelFormat::Xrgb8888, Scene::Desktop).await;
     for _ in 0..3 {
         assert_eq!(screen2.flip_next().await.1, FlipOutcome::Done);
@@ -102,19 +117,29 @@ async fn frontend_restart_releases_everything_and_reconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_restart_releases_everything_and_the_guest_comes_back() {
     let h = Harness::start().await;
-    let (guest, mem) = h.add_guest_with_memory(52, &["be-alloc=0,connectors=64x64;32x32"]).await;
+    let (guest, mem) = h
+        .add_guest_with_memory(52, &["be-alloc=0,connectors=64x64;32x32"])
+        .await;
     let be = h.backend(52, 0);
     let display = guest.displays[0].clone();
     let session = display.connected(WAIT).await.expect("connected");
     let mut screen = Screen::new(session.clone(), 0, PixelFormat::Xrgb8888, Scene::Pattern).await;
     assert_eq!(screen.flip_next().await.1, FlipOutcome::Done);
-    let mut refs: Vec<GrantRef> = screen.bufs.iter().flat_map(|b| buffer_refs(&mem, b)).collect();
+    let mut refs: Vec<GrantRef> = screen
+        .bufs
+        .iter()
+        .flat_map(|b| buffer_refs(&mem, b))
+        .collect();
     refs.extend(ring_refs(&h, 52).await);
     assert!(refs.iter().any(|r| is_mapped(&mem, *r)));
 
     // The gateway stops without a word to the guest…
     be.stop().await;
-    assert_eq!(still_mapped(&mem, &refs).await, 0, "a stopped gateway maps nothing");
+    assert_eq!(
+        still_mapped(&mem, &refs).await,
+        0,
+        "a stopped gateway maps nothing"
+    );
     assert!(h.outputs.of_guest(52).is_empty());
     // …and a new one starts: the frontend re-publishes (Reconfiguring,
     // Initialising) and connects again.

@@ -83,7 +83,10 @@ impl Drop for DisplayBackend {
 
 /// The frontend keys connect needs, read once into a snapshot for the
 /// protocol crate's (synchronous) readers.
-async fn snapshot_keys(ctx: &DeviceContext, max_connectors: usize) -> Result<BTreeMap<String, String>, DeviceError> {
+async fn snapshot_keys(
+    ctx: &DeviceContext,
+    max_connectors: usize,
+) -> Result<BTreeMap<String, String>, DeviceError> {
     let store = &ctx.platform.store;
     let fe = &ctx.frontend_path;
     let mut paths = vec![format!("{fe}/{}", dkeys::BE_ALLOC)];
@@ -120,17 +123,23 @@ impl DeviceBackend for DisplayBackend {
     async fn connect(&mut self, ctx: &DeviceContext) -> Result<(), DeviceError> {
         self.release(ctx).await;
         let snap = snapshot_keys(ctx, self.limits.max_connectors).await?;
-        let cfg = dkeys::read_config(&snap, &ctx.frontend_path).map_err(|e| DeviceError::BadKey {
-            key: format!("{}/0/{}", ctx.frontend_path, dkeys::RESOLUTION),
-            reason: e.to_string(),
-        })?;
-        let connectors: Vec<_> = cfg.connectors.into_iter().take(self.limits.max_connectors).collect();
-        let mut channels = Vec::with_capacity(connectors.len());
-        for (i, c) in connectors.iter().enumerate() {
-            let pair = keys::displif::read_transport(&snap, &c.path).map_err(|e| DeviceError::BadKey {
-                key: c.path.clone(),
+        let cfg =
+            dkeys::read_config(&snap, &ctx.frontend_path).map_err(|e| DeviceError::BadKey {
+                key: format!("{}/0/{}", ctx.frontend_path, dkeys::RESOLUTION),
                 reason: e.to_string(),
             })?;
+        let connectors: Vec<_> = cfg
+            .connectors
+            .into_iter()
+            .take(self.limits.max_connectors)
+            .collect();
+        let mut channels = Vec::with_capacity(connectors.len());
+        for (i, c) in connectors.iter().enumerate() {
+            let pair =
+                keys::displif::read_transport(&snap, &c.path).map_err(|e| DeviceError::BadKey {
+                    key: c.path.clone(),
+                    reason: e.to_string(),
+                })?;
             channels.push(ConnectorChannel::open(&ctx.platform, ctx.frontend_id, i, &pair).await?);
         }
         let resolutions: Vec<_> = connectors.iter().map(|c| c.resolution).collect();
@@ -148,9 +157,16 @@ impl DeviceBackend for DisplayBackend {
                 devid: ctx.devid,
                 connector: i as u32,
             };
-            let output = Arc::new(ConnectorOutput::new(key, (c.resolution.width, c.resolution.height)));
-            let worker = CopyWorker::spawn(output.clone(), self.hub.feed(key.hub_id()), self.hook.clone())
-                .map_err(|e| DeviceError::Protocol(format!("cannot start the copy thread: {e}")))?;
+            let output = Arc::new(ConnectorOutput::new(
+                key,
+                (c.resolution.width, c.resolution.height),
+            ));
+            let worker = CopyWorker::spawn(
+                output.clone(),
+                self.hub.feed(key.hub_id()),
+                self.hook.clone(),
+            )
+            .map_err(|e| DeviceError::Protocol(format!("cannot start the copy thread: {e}")))?;
             workers.push(worker);
             outputs.push(output);
         }
@@ -179,8 +195,13 @@ impl DeviceBackend for DisplayBackend {
         for o in outputs {
             self.outputs.insert(o);
         }
-        tracing::info!(guest = ctx.frontend_id, device = ctx.devid, connectors = connectors.len(),
-            be_alloc = cfg.be_alloc, "display connected");
+        tracing::info!(
+            guest = ctx.frontend_id,
+            device = ctx.devid,
+            connectors = connectors.len(),
+            be_alloc = cfg.be_alloc,
+            "display connected"
+        );
         self.live = Some(Live {
             stop,
             tasks,

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use pvgate_media::source::{SourceBuffer, SourceOutOfBounds};
-use pvgate_platform::{DomId, GrantError, GrantMapper, GrantRef, Mapping, MappingError, SharedPages};
+use pvgate_platform::{
+    DomId, GrantError, GrantMapper, GrantRef, Mapping, MappingError, SharedPages,
+};
 use pvgate_protocol::displif::PixelFormat;
 use pvgate_protocol::pagedir::{self, DirPage, DirectoryWalker, PageDirError};
 
@@ -153,7 +155,11 @@ pub struct Framebuffer {
     pub format: PixelFormat,
 }
 
-fn copy_dir_page(grants: &dyn GrantMapper, domid: DomId, r: GrantRef) -> Result<(Mapping, Box<DirPage>), BufferError> {
+fn copy_dir_page(
+    grants: &dyn GrantMapper,
+    domid: DomId,
+    r: GrantRef,
+) -> Result<(Mapping, Box<DirPage>), BufferError> {
     let m = grants.map(domid, &[r], false)?;
     let mut page = Box::new([0u8; pagedir::PAGE_SIZE]);
     m.read(0, &mut page[..])?;

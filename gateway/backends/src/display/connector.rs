@@ -40,8 +40,14 @@ impl ConnectorChannel {
         let event_page = platform.grants.map(domid, &[pair.evt_ring_ref], true)?;
         let events = EventProducer::init(event_page, EventRingLayout::DISPLIF, 0)
             .map_err(|e| DeviceError::Protocol(format!("connector {index} event page: {e}")))?;
-        let ring_port = platform.events.bind_interdomain(domid, pair.req_event_channel).await?;
-        let event_port = platform.events.bind_interdomain(domid, pair.evt_event_channel).await?;
+        let ring_port = platform
+            .events
+            .bind_interdomain(domid, pair.req_event_channel)
+            .await?;
+        let event_port = platform
+            .events
+            .bind_interdomain(domid, pair.evt_event_channel)
+            .await?;
         Ok(ConnectorChannel {
             index,
             ring: BackRing::attach(ring_page, RingLayout::DISPLIF, 0),
@@ -54,7 +60,11 @@ impl ConnectorChannel {
 
     fn respond(&mut self, slot: &Slot) -> Result<(), String> {
         self.ring.put_response(slot).map_err(|e| e.to_string())?;
-        if self.ring.push_responses_and_check_notify().map_err(|e| e.to_string())? {
+        if self
+            .ring
+            .push_responses_and_check_notify()
+            .map_err(|e| e.to_string())?
+        {
             // A frontend that went away is the lifecycle's business.
             let _ = self.ring_port.notify();
         }
@@ -148,7 +158,11 @@ async fn drain(
 ) -> Result<(), String> {
     let ctx = &shared.ctx;
     let conn = ch.index;
-    while let Some(slot) = ch.ring.next_request().map_err(|e| format!("request ring: {e}"))? {
+    while let Some(slot) = ch
+        .ring
+        .next_request()
+        .map_err(|e| format!("request ring: {e}"))?
+    {
         if !shared.state().admit(Instant::now()) {
             return Err("request flood: more requests than the device's budget allows".into());
         }
@@ -177,8 +191,12 @@ async fn drain(
                 ch.respond(&rsp)?;
                 if let Some(cookie) = cookie {
                     if !ch.flip_event(cookie)? {
-                        tracing::warn!(guest = ctx.frontend_id, device = ctx.devid, connector = conn,
-                            "event page full: the guest is not reading EVT_PG_FLIP; event dropped");
+                        tracing::warn!(
+                            guest = ctx.frontend_id,
+                            device = ctx.devid,
+                            connector = conn,
+                            "event page full: the guest is not reading EVT_PG_FLIP; event dropped"
+                        );
                     }
                 }
                 output.record_flip();
@@ -210,7 +228,10 @@ async fn drain(
                 }
             }
             Effect::None => {
-                let is_flip = matches!(req.op, pvgate_protocol::displif::DisplRequestOp::PgFlip { .. });
+                let is_flip = matches!(
+                    req.op,
+                    pvgate_protocol::displif::DisplRequestOp::PgFlip { .. }
+                );
                 ch.respond(&rsp)?;
                 if is_flip && answer.response.status == 0 {
                     // A flip while the display is off: still the guest's vsync.

@@ -43,7 +43,9 @@ fn timing(width: u32, height: u32) -> Timing {
         .max(v_front + v_sync + 6);
     let total = u64::from(width + h_blank) * u64::from(height + v_blank);
     // Lower the refresh for very large modes so the clock fits 16 bits.
-    let clock_10khz = (total * REFRESH_HZ).div_ceil(10_000).min(MAX_PIXEL_CLOCK_10KHZ);
+    let clock_10khz = (total * REFRESH_HZ)
+        .div_ceil(10_000)
+        .min(MAX_PIXEL_CLOCK_10KHZ);
     Timing {
         h_front,
         h_sync,
@@ -132,7 +134,7 @@ pub fn build_edid(width: u32, height: u32, serial: u32) -> Result<[u8; EDID_BLOC
     e[21] = (size_mm(width) / 10).clamp(1, 255) as u8;
     e[22] = (size_mm(height) / 10).clamp(1, 255) as u8;
     e[23] = 120; // gamma 2.2
-    // sRGB default colour space, preferred timing is native, RGB 4:4:4.
+                 // sRGB default colour space, preferred timing is native, RGB 4:4:4.
     e[24] = 0x06;
     // sRGB chromaticity.
     e[25..35].copy_from_slice(&[0xee, 0x91, 0xa3, 0x54, 0x4c, 0x99, 0x26, 0x0f, 0x50, 0x54]);
@@ -159,7 +161,13 @@ mod tests {
 
     #[test]
     fn header_checksum_and_preferred_mode() {
-        for (w, h) in [(640, 480), (1280, 720), (1920, 1080), (3840, 2160), (4095, 4095)] {
+        for (w, h) in [
+            (640, 480),
+            (1280, 720),
+            (1920, 1080),
+            (3840, 2160),
+            (4095, 4095),
+        ] {
             let e = build_edid(w, h, 7).unwrap();
             assert_eq!(&e[..8], &[0, 255, 255, 255, 255, 255, 255, 0]);
             assert_eq!(e.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);

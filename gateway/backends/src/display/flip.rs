@@ -90,7 +90,10 @@ impl CopyWorker {
         let (done_tx, done_rx) = watch::channel(0u64);
         let key = output.key;
         let thread = std::thread::Builder::new()
-            .name(format!("flip-{}.{}.{}", key.domid, key.devid, key.connector))
+            .name(format!(
+                "flip-{}.{}.{}",
+                key.domid, key.devid, key.connector
+            ))
             .spawn(move || copy_loop(rx, done_tx, output, feed, hook))?;
         Ok(CopyWorker {
             tx: Some(tx),
@@ -159,8 +162,10 @@ struct Copier {
 }
 
 fn layout_of(fb: &Framebuffer) -> Result<SourceLayout, String> {
-    let format = pvgate_media::PixelFormat::from_fourcc(fb.format.fourcc()).map_err(|e| e.to_string())?;
-    SourceLayout::dumb(fb.width, fb.height, format, fb.buffer.data_ofs as usize).map_err(|e| e.to_string())
+    let format =
+        pvgate_media::PixelFormat::from_fourcc(fb.format.fourcc()).map_err(|e| e.to_string())?;
+    SourceLayout::dumb(fb.width, fb.height, format, fb.buffer.data_ofs as usize)
+        .map_err(|e| e.to_string())
 }
 
 fn copier_for(current: Option<Copier>, fb: &Framebuffer) -> Result<Copier, String> {

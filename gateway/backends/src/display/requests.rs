@@ -77,13 +77,19 @@ pub fn decode_request(slot: &Slot) -> Result<DisplRequest, Undecodable> {
         Ok(r) => Ok(r),
         Err(error) => {
             if let DisplDecodeError::ZeroSize { field, .. } = &error {
-                if operation == XENDISPL_OP_DBUF_CREATE && matches!(*field, "width" | "height" | "bpp") {
+                if operation == XENDISPL_OP_DBUF_CREATE
+                    && matches!(*field, "width" | "height" | "bpp")
+                {
                     if let Some(req) = decode_prime_create(slot, id) {
                         return Ok(req);
                     }
                 }
             }
-            Err(Undecodable { id, operation, error })
+            Err(Undecodable {
+                id,
+                operation,
+                error,
+            })
         }
     }
 }
@@ -101,7 +107,10 @@ fn decode_prime_create(slot: &Slot, id: u16) -> Option<DisplRequest> {
     }
     let buffer_sz = field(offset_of!(xendispl_dbuf_create_req, buffer_sz));
     let gref_directory = field(offset_of!(xendispl_dbuf_create_req, gref_directory));
-    let cookie = NonZeroU64::new(u64_at(slot, f + offset_of!(xendispl_dbuf_create_req, dbuf_cookie)))?;
+    let cookie = NonZeroU64::new(u64_at(
+        slot,
+        f + offset_of!(xendispl_dbuf_create_req, dbuf_cookie),
+    ))?;
     if buffer_sz == 0 || gref_directory == 0 {
         return None;
     }
@@ -113,7 +122,8 @@ fn decode_prime_create(slot: &Slot, id: u16) -> Option<DisplRequest> {
             height: 0,
             bpp: 0,
             buffer_sz,
-            be_alloc: field(offset_of!(xendispl_dbuf_create_req, flags)) & XENDISPL_DBUF_FLG_REQ_ALLOC
+            be_alloc: field(offset_of!(xendispl_dbuf_create_req, flags))
+                & XENDISPL_DBUF_FLG_REQ_ALLOC
                 != 0,
             gref_directory,
             data_ofs: field(offset_of!(xendispl_dbuf_create_req, data_ofs)),
@@ -179,7 +189,12 @@ fn refuse<T>(status: i32, why: impl Into<String>) -> Result<T, Refused> {
 }
 
 impl DisplayState {
-    pub fn new(domid: DomId, devid: u32, resolutions: &[Resolution], limits: DisplayLimits) -> DisplayState {
+    pub fn new(
+        domid: DomId,
+        devid: u32,
+        resolutions: &[Resolution],
+        limits: DisplayLimits,
+    ) -> DisplayState {
         let budget = RequestBudget::new(limits.requests_per_second, limits.request_burst);
         DisplayState {
             domid,
@@ -263,7 +278,10 @@ impl DisplayState {
             Some(c) => Ok(c),
             None => refuse(
                 status::EINVAL,
-                format!("connector {conn} out of range (the device has {})", self.connectors.len()),
+                format!(
+                    "connector {conn} out of range (the device has {})",
+                    self.connectors.len()
+                ),
             ),
         }
     }
@@ -271,7 +289,10 @@ impl DisplayState {
     fn dbuf_create(&mut self, c: &DbufCreate, grants: &dyn GrantMapper) -> Result<(), Refused> {
         let cookie = c.dbuf_cookie.get();
         if self.buffers.contains_key(&cookie) {
-            return refuse(status::EEXIST, format!("DBUF_CREATE: dbuf_cookie {cookie:#x} is already in use"));
+            return refuse(
+                status::EEXIST,
+                format!("DBUF_CREATE: dbuf_cookie {cookie:#x} is already in use"),
+            );
         }
         let geometry = DbufGeometry {
             width: c.width,
@@ -282,29 +303,45 @@ impl DisplayState {
             if c.data_ofs >= c.buffer_sz {
                 return refuse(
                     status::EINVAL,
-                    format!("DBUF_CREATE: data_ofs {} is beyond buffer_sz {}", c.data_ofs, c.buffer_sz),
+                    format!(
+                        "DBUF_CREATE: data_ofs {} is beyond buffer_sz {}",
+                        c.data_ofs, c.buffer_sz
+                    ),
                 );
             }
             if c.be_alloc {
-                return refuse(status::EINVAL, "DBUF_CREATE: an imported (PRIME) buffer cannot be backend-allocated");
+                return refuse(
+                    status::EINVAL,
+                    "DBUF_CREATE: an imported (PRIME) buffer cannot be backend-allocated",
+                );
             }
         } else if c.width > self.limits.max_edge || c.height > self.limits.max_edge {
             return refuse(
                 status::EINVAL,
-                format!("DBUF_CREATE: {}x{} exceeds the largest edge {}", c.width, c.height, self.limits.max_edge),
+                format!(
+                    "DBUF_CREATE: {}x{} exceeds the largest edge {}",
+                    c.width, c.height, self.limits.max_edge
+                ),
             );
         }
         let pages = pagedir::grant_count(c.buffer_sz) as usize;
         if self.buffers.len() >= self.limits.max_buffers {
             return refuse(
                 status::ENOMEM,
-                format!("DBUF_CREATE: the guest already has {} buffers (limit {})", self.buffers.len(), self.limits.max_buffers),
+                format!(
+                    "DBUF_CREATE: the guest already has {} buffers (limit {})",
+                    self.buffers.len(),
+                    self.limits.max_buffers
+                ),
             );
         }
         if pages > self.limits.max_buffer_pages {
             return refuse(
                 status::ENOMEM,
-                format!("DBUF_CREATE: {pages} pages in one buffer (limit {})", self.limits.max_buffer_pages),
+                format!(
+                    "DBUF_CREATE: {pages} pages in one buffer (limit {})",
+                    self.limits.max_buffer_pages
+                ),
             );
         }
         let total = self.mapped_pages.saturating_add(pages);
@@ -331,7 +368,10 @@ impl DisplayState {
 
     fn dbuf_destroy(&mut self, cookie: u64) -> Result<Effect, Refused> {
         let Some(buffer) = self.buffers.remove(&cookie) else {
-            return refuse(status::ENOENT, format!("DBUF_DESTROY: no buffer with cookie {cookie:#x}"));
+            return refuse(
+                status::ENOENT,
+                format!("DBUF_DESTROY: no buffer with cookie {cookie:#x}"),
+            );
         };
         self.mapped_pages = self.mapped_pages.saturating_sub(buffer.pages);
         // Framebuffers on a destroyed buffer are gone with it; a later flip
@@ -344,25 +384,40 @@ impl DisplayState {
         let fb_cookie = a.fb_cookie.get();
         let dbuf_cookie = a.dbuf_cookie.get();
         let Some(buffer) = self.buffers.get(&dbuf_cookie).cloned() else {
-            return refuse(status::ENOENT, format!("FB_ATTACH: no buffer with cookie {dbuf_cookie:#x}"));
+            return refuse(
+                status::ENOENT,
+                format!("FB_ATTACH: no buffer with cookie {dbuf_cookie:#x}"),
+            );
         };
         if self.framebuffers.contains_key(&fb_cookie) {
-            return refuse(status::EEXIST, format!("FB_ATTACH: fb_cookie {fb_cookie:#x} is already in use"));
+            return refuse(
+                status::EEXIST,
+                format!("FB_ATTACH: fb_cookie {fb_cookie:#x} is already in use"),
+            );
         }
         if self.framebuffers.len() >= self.limits.max_framebuffers {
             return refuse(
                 status::ENOMEM,
-                format!("FB_ATTACH: the guest already has {} framebuffers", self.framebuffers.len()),
+                format!(
+                    "FB_ATTACH: the guest already has {} framebuffers",
+                    self.framebuffers.len()
+                ),
             );
         }
         if a.width > self.limits.max_edge || a.height > self.limits.max_edge {
             return refuse(
                 status::EINVAL,
-                format!("FB_ATTACH: {}x{} exceeds the largest edge {}", a.width, a.height, self.limits.max_edge),
+                format!(
+                    "FB_ATTACH: {}x{} exceeds the largest edge {}",
+                    a.width, a.height, self.limits.max_edge
+                ),
             );
         }
-        if a.pixel_format == PixelFormat::Yuyv && a.width % 2 != 0 {
-            return refuse(status::EINVAL, format!("FB_ATTACH: YUYV needs an even width, got {}", a.width));
+        if a.pixel_format == PixelFormat::Yuyv && a.width & 1 == 1 {
+            return refuse(
+                status::EINVAL,
+                format!("FB_ATTACH: YUYV needs an even width, got {}", a.width),
+            );
         }
         let needed = dumb_size(a.width, a.height, a.pixel_format.bpp())
             .and_then(|n| n.checked_add(u64::from(buffer.data_ofs)));
@@ -397,7 +452,10 @@ impl DisplayState {
 
     fn fb_detach(&mut self, cookie: u64) -> Result<Effect, Refused> {
         if self.framebuffers.remove(&cookie).is_none() {
-            return refuse(status::ENOENT, format!("FB_DETACH: no framebuffer with cookie {cookie:#x}"));
+            return refuse(
+                status::ENOENT,
+                format!("FB_DETACH: no framebuffer with cookie {cookie:#x}"),
+            );
         }
         Ok(Effect::None)
     }
@@ -417,7 +475,10 @@ impl DisplayState {
             } => {
                 let cookie = fb_cookie.get();
                 let Some(fb) = self.framebuffers.get(&cookie) else {
-                    return refuse(status::ENOENT, format!("SET_CONFIG: no framebuffer with cookie {cookie:#x}"));
+                    return refuse(
+                        status::ENOENT,
+                        format!("SET_CONFIG: no framebuffer with cookie {cookie:#x}"),
+                    );
                 };
                 if !c.fits(res.width, res.height) {
                     return refuse(
@@ -431,7 +492,10 @@ impl DisplayState {
                 if bpp != fb.format.bpp() {
                     return refuse(
                         status::EINVAL,
-                        format!("SET_CONFIG: bpp {bpp} but framebuffer {cookie:#x} is {}", fb.format.name()),
+                        format!(
+                            "SET_CONFIG: bpp {bpp} but framebuffer {cookie:#x} is {}",
+                            fb.format.name()
+                        ),
                     );
                 }
                 shown = Some(fb.clone());
@@ -454,16 +518,31 @@ impl DisplayState {
     fn page_flip(&mut self, conn: usize, cookie: u64) -> Result<Effect, Refused> {
         let enabled = self.connector(conn)?.mode.is_some();
         let Some(fb) = self.framebuffers.get(&cookie) else {
-            return refuse(status::ENOENT, format!("PG_FLIP: no framebuffer with cookie {cookie:#x} (detached or never attached)"));
+            return refuse(
+                status::ENOENT,
+                format!(
+                    "PG_FLIP: no framebuffer with cookie {cookie:#x} (detached or never attached)"
+                ),
+            );
         };
         // A flip while the display is off still completes (it is the
         // guest's vsync) but shows nothing.
-        Ok(if enabled { Effect::Flip(fb.clone()) } else { Effect::None })
+        Ok(if enabled {
+            Effect::Flip(fb.clone())
+        } else {
+            Effect::None
+        })
     }
 
-    fn get_edid(&mut self, conn: usize, g: &GetEdid, grants: &dyn GrantMapper) -> Result<u32, Refused> {
+    fn get_edid(
+        &mut self,
+        conn: usize,
+        g: &GetEdid,
+        grants: &dyn GrantMapper,
+    ) -> Result<u32, Refused> {
         let res = self.connector(conn)?.resolution;
-        let serial = (u32::from(self.domid) << 16) | ((self.devid & 0xff) << 8) | (conn as u32 & 0xff);
+        let serial =
+            (u32::from(self.domid) << 16) | ((self.devid & 0xff) << 8) | (conn as u32 & 0xff);
         let block = edid::build_edid(res.width, res.height, serial)
             .map_err(|e| (status::EINVAL, format!("GET_EDID: {e}")))?;
         buffers::write_guest_buffer(grants, self.domid, g.gref_directory, g.buffer_sz, &block)
@@ -480,5 +559,336 @@ impl DisplayState {
         for c in &mut self.connectors {
             c.mode = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvgate_platform::{GrantError, GrantRef, Mapping, SharedPages};
+    use pvgate_protocol::pagedir::build_directory;
+    use std::collections::HashMap;
+
+    const DOM: DomId = 5;
+
+    /// Grants as plain bytes: `map` copies them into fresh local memory.
+    #[derive(Default)]
+    struct FakeGrants {
+        pages: Mutex<HashMap<GrantRef, Vec<u8>>>,
+    }
+
+    use std::sync::Mutex;
+
+    impl FakeGrants {
+        /// A guest buffer of `size` bytes with its directory; returns the
+        /// directory's first ref.
+        fn buffer(&self, first_ref: GrantRef, size: u32) -> GrantRef {
+            let n = pagedir::grant_count(size);
+            let data: Vec<GrantRef> = (0..n).map(|i| first_ref + 100 + i).collect();
+            let dirs: Vec<GrantRef> = (0..pagedir::directory_pages(n))
+                .map(|i| first_ref + i)
+                .collect();
+            let pages = build_directory(&dirs, &data).unwrap();
+            let mut g = self.pages.lock().unwrap();
+            for (r, p) in dirs.iter().zip(pages) {
+                g.insert(*r, p.to_vec());
+            }
+            for r in data {
+                g.insert(r, vec![0x5a; 4096]);
+            }
+            dirs[0]
+        }
+    }
+
+    impl GrantMapper for FakeGrants {
+        fn map(&self, domid: DomId, refs: &[GrantRef], _w: bool) -> Result<Mapping, GrantError> {
+            let m = pvgate_platform::mapping::anonymous(refs.len() * 4096)?;
+            let g = self.pages.lock().unwrap();
+            for (i, r) in refs.iter().enumerate() {
+                let page = g.get(r).ok_or_else(|| GrantError::Invalid {
+                    domid,
+                    gref: *r,
+                    reason: "not granted".into(),
+                })?;
+                m.write(i * 4096, page).unwrap();
+            }
+            Ok(m)
+        }
+
+        fn share(&self, _domid: DomId, pages: usize, _w: bool) -> Result<SharedPages, GrantError> {
+            Ok(SharedPages {
+                mapping: pvgate_platform::mapping::anonymous(pages * 4096)?,
+                refs: (0..pages as u32).map(|i| 50_000 + i).collect(),
+            })
+        }
+    }
+
+    fn nz(v: u64) -> NonZeroU64 {
+        NonZeroU64::new(v).unwrap()
+    }
+
+    fn state(limits: DisplayLimits) -> DisplayState {
+        DisplayState::new(
+            DOM,
+            0,
+            &[
+                Resolution {
+                    width: 64,
+                    height: 32,
+                },
+                Resolution {
+                    width: 32,
+                    height: 32,
+                },
+            ],
+            limits,
+        )
+    }
+
+    fn run(st: &mut DisplayState, g: &FakeGrants, conn: usize, op: DisplRequestOp) -> i32 {
+        st.handle(conn, &DisplRequest { id: 1, op }, g)
+            .response
+            .status
+    }
+
+    fn create(
+        cookie: u64,
+        dir: GrantRef,
+        w: u32,
+        h: u32,
+        size: u32,
+        data_ofs: u32,
+    ) -> DisplRequestOp {
+        DisplRequestOp::DbufCreate(DbufCreate {
+            dbuf_cookie: nz(cookie),
+            width: w,
+            height: h,
+            bpp: 32,
+            buffer_sz: size,
+            be_alloc: false,
+            gref_directory: dir,
+            data_ofs,
+        })
+    }
+
+    fn attach(dbuf: u64, fb: u64, w: u32, h: u32) -> DisplRequestOp {
+        DisplRequestOp::FbAttach(FbAttach {
+            dbuf_cookie: nz(dbuf),
+            fb_cookie: nz(fb),
+            width: w,
+            height: h,
+            pixel_format: PixelFormat::Xrgb8888,
+        })
+    }
+
+    #[test]
+    fn cookies_buffers_and_framebuffers_are_validated() {
+        let g = FakeGrants::default();
+        let mut st = state(DisplayLimits::default());
+        let dir = g.buffer(10, 64 * 32 * 4);
+        assert_eq!(
+            run(&mut st, &g, 0, create(1, dir, 64, 32, 64 * 32 * 4, 0)),
+            0
+        );
+        assert_eq!(st.mapped_pages(), 2);
+        // Duplicate cookie.
+        assert_eq!(
+            run(&mut st, &g, 0, create(1, dir, 64, 32, 64 * 32 * 4, 0)),
+            status::EEXIST
+        );
+        // A directory that lists fewer pages than the size needs.
+        let short = g.buffer(300, 4096);
+        assert_eq!(
+            run(&mut st, &g, 0, create(2, short, 64, 64, 64 * 64 * 4, 0)),
+            status::EINVAL
+        );
+        // A directory page that was never granted.
+        assert_eq!(
+            run(&mut st, &g, 0, create(3, 9999, 8, 8, 256, 0)),
+            status::EFAULT
+        );
+        // Attach: unknown buffer, too big, fine, duplicate fb cookie.
+        assert_eq!(run(&mut st, &g, 0, attach(7, 100, 64, 32)), status::ENOENT);
+        assert_eq!(run(&mut st, &g, 0, attach(1, 100, 64, 33)), status::EINVAL);
+        assert_eq!(run(&mut st, &g, 0, attach(1, 100, 64, 32)), 0);
+        assert_eq!(run(&mut st, &g, 0, attach(1, 100, 32, 32)), status::EEXIST);
+        // SET_CONFIG: connector out of range, unknown fb, too big, fine.
+        let set = |fb, w, h| {
+            DisplRequestOp::SetConfig(SetConfig::Set {
+                fb_cookie: nz(fb),
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+                bpp: 32,
+            })
+        };
+        assert_eq!(run(&mut st, &g, 7, set(100, 64, 32)), status::EINVAL);
+        assert_eq!(run(&mut st, &g, 0, set(101, 64, 32)), status::ENOENT);
+        assert_eq!(run(&mut st, &g, 1, set(100, 64, 32)), status::EINVAL);
+        let a = st.handle(
+            0,
+            &DisplRequest {
+                id: 9,
+                op: set(100, 64, 32),
+            },
+            &g,
+        );
+        assert_eq!(a.response.status, 0);
+        assert!(matches!(a.effect, Effect::Configured(Some(_))));
+        // Flip: out of range, unknown, fine.
+        let flip = |fb| DisplRequestOp::PgFlip { fb_cookie: nz(fb) };
+        assert_eq!(run(&mut st, &g, 4, flip(100)), status::EINVAL);
+        assert_eq!(run(&mut st, &g, 0, flip(555)), status::ENOENT);
+        assert!(matches!(
+            st.handle(
+                0,
+                &DisplRequest {
+                    id: 2,
+                    op: flip(100)
+                },
+                &g
+            )
+            .effect,
+            Effect::Flip(_)
+        ));
+        // Detach, then the flip of the detached fb is refused.
+        assert_eq!(
+            run(
+                &mut st,
+                &g,
+                0,
+                DisplRequestOp::FbDetach { fb_cookie: nz(100) }
+            ),
+            0
+        );
+        assert_eq!(
+            run(
+                &mut st,
+                &g,
+                0,
+                DisplRequestOp::FbDetach { fb_cookie: nz(100) }
+            ),
+            status::ENOENT
+        );
+        assert_eq!(run(&mut st, &g, 0, flip(100)), status::ENOENT);
+        // Destroy; attaching to the destroyed buffer is refused.
+        let destroy = DisplRequestOp::DbufDestroy { dbuf_cookie: nz(1) };
+        assert!(matches!(
+            st.handle(0, &DisplRequest { id: 3, op: destroy }, &g)
+                .effect,
+            Effect::AfterCopies
+        ));
+        assert_eq!(st.mapped_pages(), 0);
+        assert_eq!(run(&mut st, &g, 0, destroy), status::ENOENT);
+        assert_eq!(run(&mut st, &g, 0, attach(1, 102, 64, 32)), status::ENOENT);
+    }
+
+    #[test]
+    fn destroying_a_buffer_takes_its_framebuffers_with_it() {
+        let g = FakeGrants::default();
+        let mut st = state(DisplayLimits::default());
+        let dir = g.buffer(10, 4096);
+        assert_eq!(run(&mut st, &g, 0, create(1, dir, 32, 32, 4096, 0)), 0);
+        assert_eq!(run(&mut st, &g, 0, attach(1, 100, 32, 32)), 0);
+        assert_eq!(
+            run(
+                &mut st,
+                &g,
+                0,
+                DisplRequestOp::DbufDestroy { dbuf_cookie: nz(1) }
+            ),
+            0
+        );
+        assert_eq!(st.framebuffer_count(), 0);
+        assert_eq!(
+            run(
+                &mut st,
+                &g,
+                0,
+                DisplRequestOp::PgFlip { fb_cookie: nz(100) }
+            ),
+            status::ENOENT
+        );
+    }
+
+    #[test]
+    fn per_guest_caps_refuse_with_enomem() {
+        let g = FakeGrants::default();
+        let limits = DisplayLimits {
+            max_buffers: 2,
+            max_buffer_pages: 4,
+            max_mapped_pages: 6,
+            ..DisplayLimits::default()
+        };
+        let mut st = state(limits);
+        let big = g.buffer(10, 5 * 4096);
+        assert_eq!(
+            run(&mut st, &g, 0, create(1, big, 32, 32, 5 * 4096, 0)),
+            status::ENOMEM
+        );
+        let a = g.buffer(1000, 4 * 4096);
+        let b = g.buffer(2000, 3 * 4096);
+        let c = g.buffer(3000, 4096);
+        assert_eq!(run(&mut st, &g, 0, create(2, a, 32, 32, 4 * 4096, 0)), 0);
+        assert_eq!(
+            run(&mut st, &g, 0, create(3, b, 32, 16, 3 * 4096, 0)),
+            status::ENOMEM,
+            "7 pages > 6"
+        );
+        assert_eq!(run(&mut st, &g, 0, create(4, c, 32, 32, 4096, 0)), 0);
+        assert_eq!(
+            run(&mut st, &g, 0, create(5, c, 32, 32, 4096, 0)),
+            status::ENOMEM,
+            "3 buffers > 2"
+        );
+        assert_eq!(st.buffer_count(), 2);
+        assert_eq!(st.mapped_pages(), 5);
+    }
+
+    #[test]
+    fn be_alloc_fills_the_guests_directory() {
+        let g = FakeGrants::default();
+        let mut st = state(DisplayLimits::default());
+        let dir = g.buffer(10, 4096);
+        let mut c = match create(1, dir, 32, 32, 4096, 0) {
+            DisplRequestOp::DbufCreate(c) => c,
+            _ => unreachable!(),
+        };
+        c.be_alloc = true;
+        assert_eq!(run(&mut st, &g, 0, DisplRequestOp::DbufCreate(c)), 0);
+        assert_eq!(st.mapped_pages(), 1);
+    }
+
+    #[test]
+    fn prime_and_garbage_slots_decode() {
+        let mut slot = DisplRequest {
+            id: 4,
+            op: create(9, 3, 1, 1, 8192, 100),
+        }
+        .encode();
+        // width/height/bpp = 0: a PRIME import.
+        slot[16..28].fill(0);
+        let r = decode_request(&slot).unwrap();
+        let DisplRequestOp::DbufCreate(c) = r.op else {
+            panic!()
+        };
+        assert_eq!(
+            (c.width, c.height, c.bpp, c.data_ofs, c.buffer_sz),
+            (0, 0, 0, 100, 8192)
+        );
+        // Only width 0 is not PRIME, it is invalid.
+        slot[16] = 1;
+        let bad = decode_request(&slot).unwrap_err();
+        assert_eq!(bad.status(), status::EINVAL);
+        let mut junk = [0xa5u8; 64];
+        junk[2] = 0xee;
+        let bad = decode_request(&junk).unwrap_err();
+        let rsp = bad.response();
+        assert_eq!(rsp[2], 0xee);
+        assert_eq!(
+            i32::from_le_bytes([rsp[4], rsp[5], rsp[6], rsp[7]]),
+            status::ENOSYS
+        );
     }
 }

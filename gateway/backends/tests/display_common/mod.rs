@@ -289,7 +289,8 @@ impl Screen {
     pub fn as_seen(&self, n: u32) -> Frame {
         let pitch = pixfmt::min_pitch(self.format, self.width);
         let bytes = pixfmt::encode_to_vec(&self.picture(n), self.format, pitch).expect("encode");
-        let back = pixfmt::decode(&bytes, self.width, self.height, pitch, self.format).expect("decode");
+        let back =
+            pixfmt::decode(&bytes, self.width, self.height, pitch, self.format).expect("decode");
         to_media(&back)
     }
 }
