@@ -52,9 +52,16 @@
 //! data still plays at its own positions and the FIFO stays within the
 //! buffer. Because the reported position lags the consumer by less than a
 //! period, the FIFO runs dry up to a period before the guest's ALSA sees its
-//! pointer overtaken; it then reports an xrun, sends TRIGGER_STOP, prepares,
-//! refills and starts again, so a late writer costs at most about a period
-//! of silence per stall.
+//! pointer overtaken (and it only looks on every second event, see above);
+//! it then reports an xrun, sends TRIGGER_STOP, prepares, refills and starts
+//! again, so a late writer costs at most about two periods of silence per
+//! stall (a test checks this with a model of the frontend).
+//!
+//! Driving it: call [`PlaybackPacer::poll`] at (or after)
+//! [`PlaybackPacer::next_deadline`] — the next period boundary or the next
+//! 10 ms of data — and apply triggers through [`PlaybackPacer::trigger`],
+//! which first consumes what was due up to that instant. Capture streams
+//! use [`PositionClock`] alone for their events.
 
 use thiserror::Error;
 
