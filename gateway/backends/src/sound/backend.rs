@@ -72,7 +72,11 @@ async fn snapshot(store: &dyn Store, root: &str) -> BTreeMap<String, String> {
         }
         if level < 3 {
             if let Ok(children) = store.directory(&path).await {
-                todo.extend(children.into_iter().map(|c| (format!("{path}/{c}"), level + 1)));
+                todo.extend(
+                    children
+                        .into_iter()
+                        .map(|c| (format!("{path}/{c}"), level + 1)),
+                );
             }
         }
     }
@@ -80,7 +84,13 @@ async fn snapshot(store: &dyn Store, root: &str) -> BTreeMap<String, String> {
 }
 
 fn stream_name(ctx: &DeviceContext, s: &StreamConfig, device: u32) -> String {
-    format!("{} stream {} ({}/{})", ctx.name(), s.card_index, device, s.index)
+    format!(
+        "{} stream {} ({}/{})",
+        ctx.name(),
+        s.card_index,
+        device,
+        s.index
+    )
 }
 
 impl SoundBackend {
@@ -139,9 +149,8 @@ impl SoundBackend {
                 .events
                 .bind_interdomain(domid, transport.evt_event_channel)
                 .await?;
-            let events = EventProducer::attach(evt_page, EventRingLayout::SNDIF).map_err(|e| {
-                DeviceError::Protocol(format!("{name}: event page: {e}"))
-            })?;
+            let events = EventProducer::attach(evt_page, EventRingLayout::SNDIF)
+                .map_err(|e| DeviceError::Protocol(format!("{name}: event page: {e}")))?;
             let limits = &self.limits;
             let space = StreamSpace::new(&cfg.pcm_hw, &limits.stream);
             if space.formats == 0 {
@@ -182,10 +191,7 @@ impl SoundBackend {
         }
         // Every stream mapped and bound: only now start serving, so a
         // failure above leaves nothing running.
-        let tasks = tasks
-            .into_iter()
-            .map(|t| tokio::spawn(t.run()))
-            .collect();
+        let tasks = tasks.into_iter().map(|t| tokio::spawn(t.run())).collect();
         Ok(Running { stop, tasks })
     }
 }
@@ -227,7 +233,11 @@ impl DeviceBackend for SoundBackend {
 }
 
 /// Counters of every stream of a device, for tests and metrics.
-pub fn device_stats(outputs: &SoundOutputs, domid: DomId, devid: u32) -> Vec<(StreamKey, AudioStats)> {
+pub fn device_stats(
+    outputs: &SoundOutputs,
+    domid: DomId,
+    devid: u32,
+) -> Vec<(StreamKey, AudioStats)> {
     outputs
         .list()
         .into_iter()

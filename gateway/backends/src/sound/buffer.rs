@@ -47,7 +47,8 @@ impl BufferMapper for GrantBufferMapper {
             .outputs
             .reserve_pages(self.domid, data_refs as usize, self.max_pages)
             .map_err(|e| Refusal::new(ENOMEM, format!("OPEN: {e}")))?;
-        let bad_dir = |reason: String| Refusal::new(EFAULT, format!("OPEN: page directory: {reason}"));
+        let bad_dir =
+            |reason: String| Refusal::new(EFAULT, format!("OPEN: page directory: {reason}"));
         let mut walker = DirectoryWalker::new(open.gref_directory, data_refs)
             .map_err(|e| bad_dir(e.to_string()))?;
         let mut page: DirPage = [0u8; pagedir::PAGE_SIZE];

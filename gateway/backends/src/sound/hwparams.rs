@@ -110,9 +110,10 @@ impl StreamSpace {
         match &self.rates {
             RateSet::Continuous => Some(bounds),
             RateSet::List(l) => {
-                let mut inside = l.iter().copied().filter(|r| {
-                    (bounds.min..=bounds.max).contains(r)
-                });
+                let mut inside = l
+                    .iter()
+                    .copied()
+                    .filter(|r| (bounds.min..=bounds.max).contains(r));
                 let min = inside.next()?;
                 let max = inside.last().unwrap_or(min);
                 Some(Interval { min, max })
@@ -158,7 +159,8 @@ impl StreamSpace {
         let sizes = formats_in_mask(formats)
             .into_iter()
             .filter_map(|f| f.bytes_per_sample());
-        let (min_sample, max_sample) = sizes.fold((u32::MAX, 0), |(lo, hi), b| (lo.min(b), hi.max(b)));
+        let (min_sample, max_sample) =
+            sizes.fold((u32::MAX, 0), |(lo, hi), b| (lo.min(b), hi.max(b)));
         let min_frame = min_sample.saturating_mul(channels.min).max(1);
         let max_frame = max_sample.saturating_mul(channels.max).max(1);
         let buffer_frames_max = self.buffer_bytes_max / min_frame;
@@ -263,8 +265,7 @@ impl StreamSpace {
                     open.period_sz, self.period_bytes_min
                 )));
             }
-            if u64::from(open.period_sz) * u64::from(self.periods_min) > u64::from(open.buffer_sz)
-            {
+            if u64::from(open.period_sz) * u64::from(self.periods_min) > u64::from(open.buffer_sz) {
                 return Err(Refusal::invalid(format!(
                     "OPEN: buffer of {} octets holds fewer than {} periods of {}",
                     open.buffer_sz, self.periods_min, open.period_sz
@@ -359,7 +360,10 @@ mod tests {
             buffer: iv(1000, 1000),
             period: iv(600, 600),
         };
-        assert!(s.refine(&q).is_err(), "1000 frames cannot hold two periods of 600");
+        assert!(
+            s.refine(&q).is_err(),
+            "1000 frames cannot hold two periods of 600"
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub struct StreamKey {
 
 impl std::fmt::Display for StreamKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "dom{} vsnd/{} stream {}", self.domid, self.devid, self.stream)
+        write!(
+            f,
+            "dom{} vsnd/{} stream {}",
+            self.domid, self.devid, self.stream
+        )
     }
 }
 
@@ -122,7 +126,10 @@ impl Default for SoundOutputs {
 impl std::fmt::Debug for SoundOutputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SoundOutputs")
-            .field("streams", &lock(&self.inner).streams.keys().collect::<Vec<_>>())
+            .field(
+                "streams",
+                &lock(&self.inner).streams.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

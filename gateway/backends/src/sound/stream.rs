@@ -219,8 +219,8 @@ impl StreamCore {
             ));
         }
         let params = self.space.check_open(o)?;
-        let format = SampleFormat::new(params.format)
-            .map_err(|e| Refusal::invalid(format!("OPEN: {e}")))?;
+        let format =
+            SampleFormat::new(params.format).map_err(|e| Refusal::invalid(format!("OPEN: {e}")))?;
         let pacing = PacingConfig::from_octets(
             params.rate,
             params.frame_bytes,
@@ -425,7 +425,10 @@ fn region(
     if range.len() < need {
         return Err(Refusal::new(
             EINVAL,
-            format!("{op}: length {} is shorter than the {need} octets needed", r.length),
+            format!(
+                "{op}: length {} is shorter than the {need} octets needed",
+                r.length
+            ),
         ));
     }
     Ok(range.start..range.start + need)

@@ -132,6 +132,9 @@ pub async fn run_device(
 
     backend.prepare(&ctx).await?;
     let mut lifecycle = Lifecycle::new(connect_when);
+    if kind == pvgate_protocol::keys::sndif::DRIVER_NAME {
+        lifecycle = lifecycle.frontend_restarts_on_initwait();
+    }
     let frontend = read_state(&ctx, &state_path).await;
     tracing::info!(device = %name, ?frontend, "serving device");
     let mut pending = lifecycle.start(frontend);

@@ -14,6 +14,12 @@
 //!   it *sees* InitWait while Initialising, so we write InitWait again every
 //!   time the frontend enters Initialising (xenstore fires the watch even
 //!   when the value does not change).
+//! - snd-xen-front, by contrast, tears down and publishes afresh on *every*
+//!   InitWait it sees, whatever its state (`sndback_changed`), passing
+//!   through Initialising on the way. Writing InitWait again when it shows
+//!   Initialising would restart it again, for ever; so for sndif
+//!   ([`Lifecycle::frontend_restarts_on_initwait`]) InitWait is written only
+//!   when it is not already on offer.
 //! - xen-kbdfront publishes its page at probe time and goes Connected as soon
 //!   as it sees InitWait, without waiting for us: for input devices a
 //!   Connected frontend is one to connect to. After a gateway restart its
@@ -55,6 +61,7 @@ pub struct Lifecycle {
     state: XenbusState,
     connected: bool,
     connecting: bool,
+    restarts_on_initwait: bool,
 }
 
 impl Lifecycle {
@@ -64,7 +71,15 @@ impl Lifecycle {
             state: XenbusState::Initialising,
             connected: false,
             connecting: false,
+            restarts_on_initwait: false,
         }
+    }
+
+    /// For frontends that republish on every InitWait they see
+    /// (snd-xen-front): never write InitWait while it is already offered.
+    pub fn frontend_restarts_on_initwait(mut self) -> Lifecycle {
+        self.restarts_on_initwait = true;
+        self
     }
 
     /// Our current state as last written.
@@ -98,8 +113,11 @@ impl Lifecycle {
             XenbusState::Initialising => {
                 // A new frontend instance (driver reload, guest reboot) or the
                 // end of a Reconfiguring: offer InitWait (again).
+                let on_offer = self.state == XenbusState::InitWait;
                 self.release(&mut actions);
-                actions.push(self.switch(XenbusState::InitWait));
+                if !(self.restarts_on_initwait && on_offer) {
+                    actions.push(self.switch(XenbusState::InitWait));
+                }
             }
             XenbusState::Initialised | XenbusState::Connected => {
                 let ready = frontend == XenbusState::Initialised
@@ -244,6 +262,39 @@ mod tests {
     }
 
     #[test]
+    fn a_sound_frontend_is_offered_initwait_once() {
+        // snd-xen-front republishes on every InitWait it sees, passing
+        // through Initialising: offering InitWait again then would loop.
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised).frontend_restarts_on_initwait();
+        assert_eq!(lc.start(Initialising), vec![SwitchState(InitWait)]);
+        assert_eq!(lc.frontend_changed(Initialising), vec![]);
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+        assert_eq!(lc.connect_result(true), vec![SwitchState(Connected)]);
+        // Connected and starting over (driver reload): offer it again.
+        assert_eq!(
+            lc.frontend_changed(Initialising),
+            vec![Disconnect, SwitchState(InitWait)]
+        );
+        assert_eq!(lc.frontend_changed(Initialising), vec![]);
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+        // After a gateway restart: it was Connected to the old one, sees our
+        // InitWait, tears down and publishes: one offer is enough.
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised).frontend_restarts_on_initwait();
+        assert_eq!(lc.start(Connected), vec![SwitchState(InitWait)]);
+        assert_eq!(lc.frontend_changed(Initialising), vec![]);
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+        // A refused connect closes; coming back from Closed is offered anew.
+        assert_eq!(
+            lc.connect_result(false),
+            vec![Disconnect, SwitchState(Closing)]
+        );
+        assert_eq!(
+            lc.frontend_changed(Initialising),
+            vec![SwitchState(InitWait)]
+        );
+    }
+
+    #[test]
     fn a_keyboard_frontend_connected_to_a_previous_gateway_is_reconnected() {
         let mut lc = Lifecycle::new(ConnectWhen::InitialisedOrConnected);
         assert_eq!(lc.start(Connected), vec![SwitchState(InitWait), Connect]);
@@ -287,8 +338,12 @@ mod tests {
             ConnectWhen::Initialised,
             ConnectWhen::InitialisedOrConnected,
         ] {
-            for seq in 0..XenbusState::ALL.len().pow(4) {
+            for seq in 0..XenbusState::ALL.len().pow(4) * 2 {
                 let mut lc = Lifecycle::new(kind);
+                if seq % 2 == 1 {
+                    lc = lc.frontend_restarts_on_initwait();
+                }
+                let seq = seq / 2;
                 let mut live = false;
                 let mut rest = seq;
                 for i in 0..4 {
