@@ -268,12 +268,13 @@ fn spawn_encoder_thread(
         shared.connector.connector,
         shared.params.codec
     );
+    let codec = shared.params.codec;
     std::thread::Builder::new()
         .name(name)
         .spawn(move || run_encoder(shared, encoder))
         .map(|_| ())
         .map_err(|e| EncodeError::Codec {
-            codec: crate::encoder::Codec::H264,
+            codec,
             what: "spawning the encoder thread",
             detail: e.to_string(),
         })
