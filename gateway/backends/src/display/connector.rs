@@ -183,6 +183,10 @@ async fn drain(
         let rsp = answer.response.encode();
         match answer.effect {
             Effect::Flip(fb) => {
+                let seq = copies.next_seq();
+                if let Some(h) = &shared.hook {
+                    h(output.key, FlipStage::Received { seq });
+                }
                 // The previous copy on this connector must be finished before
                 // the guest may reuse the buffer it read (see flip.rs).
                 copies.idle().await;
@@ -200,7 +204,6 @@ async fn drain(
                     }
                 }
                 output.record_flip();
-                let seq = copies.next_seq();
                 if let Some(h) = &shared.hook {
                     h(output.key, FlipStage::Answered { seq });
                 }

@@ -38,6 +38,8 @@ use super::outputs::{ConnectorOutput, OutputKey};
 /// Where a flip is on its way; reported to a [`FlipHook`] (tests, tracing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlipStage {
+    /// The PG_FLIP was taken off the ring and accepted.
+    Received { seq: u64 },
     /// The PG_FLIP response and EVT_PG_FLIP were published to the guest.
     Answered { seq: u64 },
     /// The worker starts reading the framebuffer.
