@@ -291,10 +291,38 @@ impl GuestSim {
     }
 
     /// Stop without closing anything (a guest that crashed): tasks are
-    /// aborted, our state nodes stay as they were.
+    /// aborted, our state nodes stay as they were; rings, grants and event
+    /// channels go as the process's would.
     pub fn vanish(self) {
         for t in &self.tasks {
             t.abort();
         }
     }
+
+    /// Hang: stop reacting to anything (xenbus, events, requests) but keep
+    /// the display and sound rings, grants and event channels as they are.
+    /// The returned value holds them until dropped.
+    pub fn freeze(self) -> Frozen {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let displays: Vec<_> = self.displays.iter().filter_map(|d| d.current()).collect();
+        let sounds: Vec<_> = self.sounds.iter().filter_map(|d| d.current()).collect();
+        for d in &displays {
+            d.freeze();
+        }
+        for s in &sounds {
+            s.freeze();
+        }
+        Frozen {
+            _displays: displays,
+            _sounds: sounds,
+        }
+    }
+}
+
+/// What a hung guest still holds (see [`GuestSim::freeze`]).
+pub struct Frozen {
+    _displays: Vec<Arc<DisplaySession>>,
+    _sounds: Vec<Arc<SoundSession>>,
 }

@@ -189,6 +189,15 @@ impl InputOps {
     }
 }
 
+impl Drop for InputOps {
+    fn drop(&mut self) {
+        // The consumer task holds its own references to the page.
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl FrontendOps for InputOps {
     async fn publish(&mut self, dev: &XenbusDevice) -> Result<(), String> {

@@ -211,10 +211,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(Mode::Hang) => {
             tokio::time::sleep(after).await;
             say("misbehave hang now");
-            stop_tx.send_replace(true);
-            sim.vanish();
-            std::future::pending::<()>().await;
-            unreachable!();
+            // Workers stop issuing requests (aborted, not closed), the
+            // frontends stop reacting, everything stays mapped.
+            for w in &workers {
+                w.abort();
+            }
+            let _frozen = sim.freeze();
+            wait_for_signal().await;
+            std::process::exit(0);
         }
         _ => {}
     }

@@ -522,3 +522,95 @@ async fn guest_process_that_vanishes_mid_stream_leaves_its_device_connected() {
         .await
         .expect("notify to a vanished guest fails");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_process_that_hangs_keeps_its_rings_but_stops_consuming() {
+    const D: u16 = 6;
+    let sim = Sim::start().await;
+    let dom0 = sim.dom0().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pvgate-guest-sim"))
+        .args(["--sim-dir", sim.path().to_str().expect("utf-8 path")])
+        .args(["--domid", &D.to_string(), "--vdispl", "connectors=64x64"])
+        .args([
+            "--fps",
+            "100",
+            "--misbehave",
+            "hang",
+            "--misbehave-after-ms",
+            "300",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pvgate-guest-sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            let _ = tx.send(l);
+        }
+    });
+    let mut out = Lines(rx);
+    let be = format!("/local/domain/0/backend/vdispl/{D}/0");
+    let (mut req, mut evt) = common::connect_display(&dom0, D, &be).await;
+    let mut flips = 0u16;
+    let serve = async {
+        while let Some(slot) = req.try_next().await {
+            let request = DisplRequest::decode(&slot).expect("request");
+            req.ring
+                .put_response(&DisplResponse::for_request(&request, 0).encode())
+                .expect("respond");
+            if req.ring.push_responses_and_check_notify().expect("push") {
+                let _ = req.evtchn.notify();
+            }
+            if let DisplRequestOp::PgFlip { fb_cookie } = request.op {
+                let ev = DisplEvent {
+                    id: flips,
+                    kind: DisplEventKind::PgFlip { fb_cookie },
+                };
+                evt.producer.push(&ev.encode()).expect("push event");
+                let _ = evt.evtchn.notify();
+                flips += 1;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = out.expect("the hang", |l| l == "misbehave hang now") => {}
+        _ = serve => unreachable!(),
+    }
+    assert!(flips > 0, "it streamed before hanging");
+    // Let what was in flight settle, then: an event is no longer consumed,
+    // but the guest's event channel is still there.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = evt.in_cons();
+    evt.push(
+        &DisplEvent {
+            id: flips,
+            kind: DisplEventKind::PgFlip {
+                fb_cookie: std::num::NonZeroU64::MIN,
+            },
+        }
+        .encode(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        evt.in_cons(),
+        before,
+        "a hung guest does not consume events"
+    );
+    assert!(
+        evt.evtchn.notify().is_ok(),
+        "a hung guest keeps its event channel"
+    );
+    assert_eq!(
+        read(
+            &*dom0.store,
+            &format!("/local/domain/{D}/device/vdispl/0/state")
+        )
+        .await,
+        "4"
+    );
+    child.kill().await.expect("kill");
+}

@@ -132,6 +132,13 @@ impl DisplaySession {
         }
     }
 
+    /// Stop consuming events (a hung guest): rings and grants stay.
+    pub fn freeze(&self) {
+        for c in &self.connectors {
+            c._evt.stop();
+        }
+    }
+
     pub fn connectors(&self) -> Vec<ConnectorInfo> {
         self.connectors.iter().map(|c| c.info).collect()
     }

@@ -315,6 +315,15 @@ impl EventPage {
     }
 }
 
+impl EventPage {
+    /// Stop consuming (a hung guest), keeping the page and channel.
+    pub fn stop(&self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
 impl Drop for EventPage {
     fn drop(&mut self) {
         if let Some(t) = self.task.take() {

@@ -51,6 +51,13 @@ impl SoundSession {
             .cloned()
     }
 
+    /// Stop consuming events on every stream (a hung guest).
+    pub fn freeze(&self) {
+        for s in &self.streams {
+            s.freeze();
+        }
+    }
+
     fn disconnect(&self) {
         for s in &self.streams {
             s.disconnect();

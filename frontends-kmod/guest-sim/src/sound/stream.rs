@@ -88,6 +88,11 @@ impl SoundStream {
         }
     }
 
+    /// Stop consuming events (a hung guest): rings and grants stay.
+    pub fn freeze(&self) {
+        self._evt.stop();
+    }
+
     pub(crate) fn disconnect(&self) {
         self.req.set_connected(false);
     }
