@@ -297,6 +297,11 @@ fn helper_process_entry() {
         .enable_all()
         .build()
         .unwrap();
+    // Exit when the test closes our stdin (or dies), never linger.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     rt.block_on(async {
         // A backend in dom0: bind the guest's port, then echo every event.
         let dom0 = SimEventChannels::connect(Path::new(&dir), 0).unwrap();
@@ -320,16 +325,21 @@ fn spawn_backend(dir: &Path, port: u32) -> (Child, u32) {
         .env(ROLE, "backend")
         .env(DIR, dir)
         .env(PORT, port.to_string())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
+    for line in lines.map_while(Result::ok) {
         // libtest prints "test helper_process_entry ... " before our line.
-        if let Some((_, p)) = line.unwrap().split_once("BOUND ") {
-            return (child, p.trim().parse().unwrap());
+        if let Some((_, p)) = line.split_once("BOUND ") {
+            if let Ok(port) = p.trim().parse() {
+                return (child, port);
+            }
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("backend helper exited before binding");
 }
 

@@ -252,10 +252,8 @@ fn revoking_is_refused_while_mapped_and_allowed_after_unmap() {
         guest.end_access(r).unwrap();
         assert_eq!(guest.grant_entry(r).unwrap().flags, 0);
     }
-    // Freed entries are reused by later grants.
-    let f = guest.alloc_pages(1).unwrap()[0];
-    let again = guest.grant_access(f, 0, false).unwrap();
-    assert!(again >= 8 && again < GRANT_ENTRIES);
+    // Revoked means gone: the backend can no longer map them.
+    invalid_reason(dom0.map(GUEST, &refs, false).unwrap_err(), GUEST, refs[0]);
 }
 
 #[test]
@@ -355,6 +353,85 @@ fn be_alloc_pages_shared_by_dom0_are_mapped_by_the_guest() {
     for &r in &refs {
         assert_eq!(dom0.memory().grant_entry(r).unwrap().flags, 0);
     }
+}
+
+#[test]
+fn revoking_never_succeeds_while_a_mapping_lives() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (guest, dom0) = setup(dir.path());
+    let frame = guest.alloc_pages(1).unwrap()[0];
+    guest.write(frame, 0, b"stable").unwrap();
+    let current = AtomicU32::new(guest.grant_access(frame, 0, false).unwrap());
+    // Counts mappings that certainly exist: raised after map returns, lowered
+    // before the mapping is dropped.
+    let live = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mapped = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for writable in [false, true, false, true] {
+            let (dom0, current, live, stop, mapped) = (&dom0, &current, &live, &stop, &mapped);
+            s.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(m) = dom0.map(GUEST, &[current.load(Ordering::SeqCst)], writable) else {
+                        continue;
+                    };
+                    live.fetch_add(1, Ordering::SeqCst);
+                    mapped.fetch_add(1, Ordering::SeqCst);
+                    // Hold it a while, so that revokes race with live mappings.
+                    for _ in 0..20 {
+                        let mut b = [0u8; 6];
+                        m.read(0, &mut b).unwrap();
+                        assert_eq!(&b, b"stable");
+                        std::thread::yield_now();
+                    }
+                    live.fetch_sub(1, Ordering::SeqCst);
+                    drop(m);
+                }
+            });
+        }
+        // Stop the mappers even if an assertion below fails, or the scope
+        // would wait for them forever.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        let (mut revoked, mut refused) = (0, 0);
+        while revoked < 60 {
+            let gref = current.load(Ordering::SeqCst);
+            match guest.end_access(gref) {
+                Ok(()) => {
+                    assert_eq!(
+                        live.load(Ordering::SeqCst),
+                        0,
+                        "revoked gref {gref} while mapped"
+                    );
+                    revoked += 1;
+                    current.store(
+                        guest.grant_access(frame, 0, false).unwrap(),
+                        Ordering::SeqCst,
+                    );
+                }
+                Err(GrantError::InUse { .. }) => {
+                    refused += 1;
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        assert!(
+            refused > 0,
+            "no revoke ever met a live mapping: the test raced nothing"
+        );
+    });
+    assert!(
+        mapped.load(Ordering::SeqCst) > 0,
+        "the mappers never got a mapping"
+    );
 }
 
 // ---- across processes -------------------------------------------------------
