@@ -12,6 +12,8 @@
 //!   it creates.
 //! - SET_PERMS needs ownership; a guest may not hand its node to another owner.
 
+use std::sync::Arc;
+
 use crate::store::{Perm, PermAccess};
 use crate::xs_client::wire::{join_strings, Errno, PAYLOAD_MAX};
 use crate::DomId;
@@ -93,7 +95,7 @@ pub fn read(view: &mut dyn View, ctx: Ctx, path: &str) -> Result<Vec<u8>, Errno>
 }
 
 pub fn directory(view: &mut dyn View, ctx: Ctx, path: &str) -> Result<Vec<String>, Errno> {
-    Ok(check(view, ctx, path, READ)?.children)
+    Ok(check(view, ctx, path, READ)?.children.to_vec())
 }
 
 /// DIRECTORY_PART: the node's generation, then the children's names starting
@@ -106,7 +108,7 @@ pub fn directory_part(
     offset: usize,
 ) -> Result<Vec<u8>, Errno> {
     let node = check(view, ctx, path, READ)?;
-    let list = join_strings(&node.children);
+    let list = join_strings(node.children.as_slice());
     let mut out = format!("{}", node.generation).into_bytes();
     out.push(0);
     let Some(rest) = list.get(offset..).filter(|r| !r.is_empty()) else {
@@ -200,7 +202,7 @@ fn create(
                 first.domid = ctx.domid;
             }
         }
-        parent.children.push(basename(&new_path).to_string());
+        Arc::make_mut(&mut parent.children).push(basename(&new_path).to_string());
         view.put(&parent_path, parent);
         final_perms = perms.clone();
         parent = Node {
@@ -210,7 +212,7 @@ fn create(
                 Vec::new()
             },
             perms,
-            children: Vec::new(),
+            children: Arc::default(),
             generation: 0,
         };
         parent_path = new_path;
@@ -250,7 +252,7 @@ pub fn rm(view: &mut dyn View, ctx: Ctx, path: &str) -> Result<Vec<Change>, Errn
     }
     if let Some(mut parent) = view.get(parent_path) {
         let name = basename(path);
-        parent.children.retain(|c| c != name);
+        Arc::make_mut(&mut parent.children).retain(|c| c != name);
         view.put(parent_path, parent);
     }
     Ok(changes)

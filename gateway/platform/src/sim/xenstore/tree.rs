@@ -9,6 +9,7 @@
 //! transaction saw exactly the snapshot of its start, as C xenstored promises.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::store::Perm;
 use crate::DomId;
@@ -18,8 +19,10 @@ pub struct Node {
     pub value: Vec<u8>,
     /// Never empty: the first entry is the owner and the default access.
     pub perms: Vec<Perm>,
-    /// Child names in creation order (xenstored keeps them so).
-    pub children: Vec<String>,
+    /// Child names in creation order (xenstored keeps them so). Shared, so
+    /// that handing out a copy of a big directory's node is cheap; changed
+    /// with `Arc::make_mut`.
+    pub children: Arc<Vec<String>>,
     pub generation: u64,
 }
 
@@ -73,7 +76,7 @@ impl Tree {
                     domid: 0,
                     access: crate::store::PermAccess::None,
                 }],
-                children: Vec::new(),
+                children: Arc::default(),
                 generation: 0,
             },
         );
