@@ -76,6 +76,18 @@
 //! Wait: receive one datagram on the port's own socket, then drain whatever
 //! else is queued; the whole batch is one event, like Xen's pending bit.
 
+//!
+//! # Limits (what the sim does not protect against)
+//!
+//! The sim has no isolation between processes: any process can open any
+//! domain's files. It validates everything it *reads* (entries, frames, sizes,
+//! control lines), caps refs per mapping ([`MAX_REFS_PER_MAPPING`]), pages
+//! mapped per process ([`MAX_MAPPED_PAGES_PER_PROCESS`]) and ports per domain
+//! ([`MAX_PORTS_PER_DOMAIN`]), and never blocks on another process's lock for
+//! more than 2 s. But a process that shrinks a domain's `memory` or
+//! `grant-table` file while someone maps it makes that mapper's next access
+//! fault (SIGBUS); real Xen has no such hole, and our guests never resize.
+
 mod control;
 mod evtchn_client;
 mod evtchn_service;
