@@ -43,7 +43,7 @@
 //! On unmap: `munmap`, then under the same `flock` drop the locks and clear
 //! `GTF_reading`/`GTF_writing` where no other mapping still holds the bytes.
 //! The kernel drops the locks of a process that dies, so a crashed mapper
-//! never keeps a grant pinned (see [`mapper`] for why this is race-free).
+//! never keeps a grant pinned (`mapper.rs` explains why this is race-free).
 //!
 //! # Event channels
 //!
