@@ -502,3 +502,56 @@ async fn guest_quotas_are_enforced_through_the_socket() {
     // dom0 is unaffected.
     toolstack.write("/still/fine", "1").await.unwrap();
 }
+
+#[tokio::test]
+async fn dropped_watches_and_transactions_are_given_back() {
+    // With room for one watch and one transaction, a second of each only
+    // fits once the first was released by dropping it.
+    let (_dir, server) = start(Limits {
+        max_watches_per_connection: 1,
+        max_transactions_per_connection: 1,
+        ..Limits::default()
+    })
+    .await;
+    let toolstack = dom0(&server).await;
+    let g = guest(&server, &toolstack, 5).await;
+
+    let mut w = g.watch("data/a").await.unwrap();
+    assert_eq!(next(&mut w).await, "data/a");
+    assert!(g.watch("data/b").await.is_err());
+    drop(w);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut w = loop {
+        // The unwatch travels asynchronously; retry until it has arrived.
+        match g.watch("data/b").await {
+            Ok(w) => break w,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("the dropped watch was never removed: {e}"),
+        }
+    };
+    assert_eq!(next(&mut w).await, "data/b");
+    g.write("data/b", "1").await.unwrap();
+    assert_eq!(next(&mut w).await, "data/b");
+
+    let t = g.transaction_start().await.unwrap();
+    t.write("data/t", "never").await.unwrap();
+    assert!(g.transaction_start().await.is_err());
+    drop(t);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let t = loop {
+        match g.transaction_start().await {
+            Ok(t) => break t,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("the dropped transaction was never aborted: {e}"),
+        }
+    };
+    t.commit().await.unwrap();
+    assert!(matches!(
+        g.read("data/t").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
