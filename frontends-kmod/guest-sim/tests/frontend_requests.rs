@@ -588,3 +588,64 @@ async fn toolstack_destroy_removes_the_nodes_and_releases_the_domain() {
     }
     assert!(!ts.is_domain_introduced(D).await.expect("introduced?"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sound_misbehaviours_put_what_they_say_on_the_ring() {
+    use pvgate_protocol::sndif::SndDecodeError;
+    const D: u16 = 17;
+    let sim = Sim::start().await;
+    let dom0 = sim.dom0().await;
+    let config = GuestConfig {
+        domid: D,
+        name: "badsnd".into(),
+        sound_cards: vec![SoundCardConfig::parse("stream, type=p").expect("vsnd")],
+        ..Default::default()
+    };
+    let guest = start_guest(&sim, config).await;
+    let (mut req, _evt) =
+        connect_sound(&dom0, D, &format!("/local/domain/0/backend/vsnd/{D}/0")).await;
+    let session = guest.sounds[0].connected(WAIT).await.expect("connected");
+    let stream = session.stream(0).expect("stream");
+    let wait = Duration::from_millis(300);
+
+    // WRITE whose offset + length wraps around u32.
+    let s = stream.clone();
+    let job = tokio::spawn(async move { misbehave::on_sound(Mode::Overflow, &s, wait).await });
+    let slot = req.next().await;
+    match SndRequest::decode(&slot) {
+        Ok(SndRequest {
+            op: SndRequestOp::Write(w),
+            ..
+        }) => assert!(w.offset.checked_add(w.length).is_none()),
+        Err(SndDecodeError::RangeOverflow { .. }) => {}
+        other => panic!("expected an overflowing WRITE, got {other:?}"),
+    }
+    assert!(job.await.expect("join").expect("outcome").silent);
+
+    // An opcode sndif does not have.
+    let s = stream.clone();
+    let job =
+        tokio::spawn(async move { misbehave::on_sound(Mode::GarbageOpcodes, &s, wait).await });
+    assert!(matches!(
+        SndRequest::decode(&req.next().await),
+        Err(SndDecodeError::UnknownOperation(0xfe))
+    ));
+    assert_eq!(job.await.expect("join").expect("outcome").sent, 1);
+
+    // Flood: what fits of 32 WRITEs, unanswered (2 are still outstanding).
+    let o = misbehave::on_sound(Mode::Flood, &stream, wait)
+        .await
+        .expect("outcome");
+    assert_eq!(o.sent, 30);
+    assert_eq!(req.ring.unconsumed_requests().expect("ring"), 30);
+
+    // Ring ahead.
+    misbehave::on_sound(Mode::RingAhead, &stream, Duration::from_millis(10))
+        .await
+        .expect("outcome");
+    assert!(matches!(
+        req.ring.unconsumed_requests(),
+        Err(RingError::ProducerOverflow { .. })
+    ));
+    guest.vanish();
+}
