@@ -15,6 +15,7 @@ pub mod mapping;
 pub mod sim;
 pub mod store;
 pub mod xen;
+pub mod xs_client;
 
 use std::sync::Arc;
 
@@ -61,15 +62,13 @@ pub trait GrantMapper: Send + Sync {
     /// as gntdev does: page i of the mapping is the page behind `refs[i]`.
     /// Read-only grants can only be mapped with `writable == false`.
     /// The pages are unmapped when the returned [`Mapping`] is dropped.
-    fn map(&self, domid: DomId, refs: &[GrantRef], writable: bool)
-        -> Result<Mapping, GrantError>;
+    fn map(&self, domid: DomId, refs: &[GrantRef], writable: bool) -> Result<Mapping, GrantError>;
 
     /// Allocate `pages` zeroed local pages and grant each of them to `domid`
     /// (for be-alloc buffers). The grants are revoked, and the pages freed,
     /// when the returned [`SharedPages`] is dropped (Xen keeps a page alive
     /// while the peer still maps it).
-    fn share(&self, domid: DomId, pages: usize, writable: bool)
-        -> Result<SharedPages, GrantError>;
+    fn share(&self, domid: DomId, pages: usize, writable: bool) -> Result<SharedPages, GrantError>;
 }
 
 /// Local pages granted to another domain.
@@ -108,8 +107,10 @@ pub trait EventChannels: Send + Sync {
 
     /// Allocate a port that `remote` may bind to (what a frontend does before
     /// publishing `event-channel` in xenstore).
-    async fn alloc_unbound(&self, remote: DomId)
-        -> Result<Box<dyn EventChannel>, EventChannelError>;
+    async fn alloc_unbound(
+        &self,
+        remote: DomId,
+    ) -> Result<Box<dyn EventChannel>, EventChannelError>;
 }
 
 /// One bound (or unbound-but-allocated) local port. Closed on drop.
