@@ -68,7 +68,8 @@ pub fn probe(root: &Path) -> Vec<Requirement> {
             what,
             present: any_exists(&p),
             looked_at: p,
-            hint: "apt-get install libxengnttab1 libxenevtchn1 (Debian: from the xen-utils packages)",
+            hint:
+                "apt-get install libxengnttab1 libxenevtchn1 (Debian: from the xen-utils packages)",
         });
     }
     reqs
@@ -93,7 +94,11 @@ fn unavailable_report(reqs: &[Requirement]) -> Unavailable {
     } else {
         msg.push_str("  Missing on this machine:\n");
         for r in &missing {
-            let looked: Vec<_> = r.looked_at.iter().map(|p| p.display().to_string()).collect();
+            let looked: Vec<_> = r
+                .looked_at
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             msg.push_str(&format!(
                 "  - {} (looked at {}): {}\n",
                 r.what,
@@ -101,7 +106,9 @@ fn unavailable_report(reqs: &[Requirement]) -> Unavailable {
                 r.hint
             ));
         }
-        msg.push_str("  Also, this pvgate build has no real-Xen support yet (only the simulator).\n");
+        msg.push_str(
+            "  Also, this pvgate build has no real-Xen support yet (only the simulator).\n",
+        );
     }
     msg.push_str(
         "  To see pvgate without Xen, run `pvgate demo` (simulated hypervisor and guests),\n  \
@@ -141,6 +148,8 @@ mod tests {
         mk("/usr/lib/x86_64-linux-gnu/libxenevtchn.so.1", "");
         let reqs = probe(root.path());
         assert!(reqs.iter().all(|r| r.present), "{reqs:?}");
-        assert!(unavailable_report(&reqs).0.contains("no real-Xen support yet"));
+        assert!(unavailable_report(&reqs)
+            .0
+            .contains("no real-Xen support yet"));
     }
 }
