@@ -87,6 +87,21 @@ impl StreamOutput {
         *lock(&self.open)
     }
 
+    /// An output that no registry knows of, for driving a
+    /// [`super::stream::StreamCore`] without a device (benches, tools).
+    pub fn unregistered(key: StreamKey, config: StreamConfig) -> Arc<StreamOutput> {
+        let (capture_tx, _) = mpsc::channel(1);
+        Arc::new(StreamOutput {
+            key,
+            direction: config.kind,
+            config,
+            hub: AudioHub::default(),
+            capture_tx,
+            stats: SharedAudioStats::new(),
+            open: Mutex::new(None),
+        })
+    }
+
     pub(crate) fn hub(&self) -> &AudioHub {
         &self.hub
     }

@@ -215,9 +215,13 @@ pub fn channel(stereo: &[f32], index: usize) -> Vec<f32> {
     stereo.iter().skip(index).step_by(2).copied().collect()
 }
 
-/// Status of a raw response slot.
+/// Status of a raw response slot (an answer to a garbage operation echoes
+/// the operation, so it does not decode as a typed response).
 pub fn status(slot: &Slot) -> i32 {
-    SndResponse::decode(slot).expect("response").status
+    match SndResponse::decode(slot) {
+        Ok(r) => r.status,
+        Err(_) => i32::from_le_bytes([slot[4], slot[5], slot[6], slot[7]]),
+    }
 }
 
 /// Put raw request slots on a stream's ring; return the statuses of the
