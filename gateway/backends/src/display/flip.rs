@@ -233,9 +233,11 @@ fn copy_loop(
         // DBUF_DESTROY answered after `idle` finds no reader left.
         let seq = job.seq;
         drop(job);
-        done.send_replace(seq);
+        // Reported before the request loop may go on, so a hook sees the
+        // stages in the order they are guaranteed to happen.
         if let Some(h) = &hook {
             h(key, FlipStage::CopyDone { seq });
         }
+        done.send_replace(seq);
     }
 }
