@@ -115,7 +115,7 @@ impl StreamSpace {
                     .copied()
                     .filter(|r| (bounds.min..=bounds.max).contains(r));
                 let min = inside.next()?;
-                let max = inside.last().unwrap_or(min);
+                let max = inside.next_back().unwrap_or(min);
                 Some(Interval { min, max })
             }
         }

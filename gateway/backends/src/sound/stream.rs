@@ -25,6 +25,9 @@ use super::requests::{Refusal, EBUSY, EFAULT, EINVAL, EIO};
 /// gateway; plain memory in tests).
 pub trait PcmBuffer: Send {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), String>;
     fn write(&self, offset: usize, src: &[u8]) -> Result<(), String>;
 }
