@@ -57,6 +57,8 @@ impl StreamTask {
                     self.core.push_capture(&p);
                 }
                 self.core.poll(self.clock.now_ns(), &mut positions);
+                // Counters first: whoever sees the event sees them too.
+                self.core.publish_stats();
                 self.send_events(&mut positions, &mut next_event_id)
             });
             self.core.publish_stats();
