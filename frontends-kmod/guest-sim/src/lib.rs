@@ -13,8 +13,8 @@ pub mod guest;
 pub mod input;
 pub mod io;
 pub mod misbehave;
-pub mod sound;
 pub mod sim;
+pub mod sound;
 pub mod toolstack;
 pub mod xenbus;
 

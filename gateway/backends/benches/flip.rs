@@ -29,6 +29,9 @@ use pvgate_protocol::displif::PixelFormat;
 /// Gap between flips: a 60 Hz guest.
 const GAP: Duration = Duration::from_millis(16);
 
+/// When each flip (by id) was received, and the measured answer times.
+type BackendTimes = Arc<Mutex<(HashMap<u64, Instant>, Vec<Duration>)>>;
+
 struct Setup {
     _h: Harness,
     _guest: pvgate_guest_sim::guest::GuestSim,
@@ -37,7 +40,7 @@ struct Setup {
     _be: Backend,
     band: Vec<u8>,
     n: u32,
-    backend_times: Arc<Mutex<(HashMap<u64, Instant>, Vec<Duration>)>>,
+    backend_times: BackendTimes,
 }
 
 async fn setup(domid: u16, w: u32, h: u32, load: bool) -> Setup {
@@ -45,7 +48,7 @@ async fn setup(domid: u16, w: u32, h: u32, load: bool) -> Setup {
     let guest = harness
         .add_guest(domid, &[&format!("connectors={w}x{h}")])
         .await;
-    let backend_times: Arc<Mutex<(HashMap<u64, Instant>, Vec<Duration>)>> = Arc::default();
+    let backend_times: BackendTimes = Arc::default();
     let hook: FlipHook = {
         let t = backend_times.clone();
         Arc::new(move |_k, stage| {

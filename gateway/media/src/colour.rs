@@ -44,7 +44,7 @@ impl std::fmt::Debug for I420Frame {
 impl I420Frame {
     /// A black picture; dimensions must be even (what the encoders want).
     pub fn new(width: u32, height: u32) -> Result<I420Frame, ColourError> {
-        if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+        if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(ColourError::OddSize(width, height));
         }
         let luma = width as usize * height as usize;

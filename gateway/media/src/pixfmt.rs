@@ -105,7 +105,7 @@ impl PixelFormat {
     /// `ceil(width * bpp / 8)`, which is what displif implies (it carries no
     /// stride). YUYV needs an even width because two pixels share chroma.
     pub fn row_bytes(self, width: u32) -> Result<usize, PixelFormatError> {
-        if self == PixelFormat::Yuyv && width % 2 != 0 {
+        if self == PixelFormat::Yuyv && !width.is_multiple_of(2) {
             return Err(PixelFormatError::OddWidth {
                 format: self,
                 width,

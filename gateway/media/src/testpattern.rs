@@ -50,7 +50,7 @@ fn rgb(r: u32, g: u32, b: u32) -> u32 {
 fn draw_text(frame: &mut Frame, x: u32, y: u32, chars: u32, seed: u32, fg: u32) {
     for c in 0..chars {
         let bits = mix(seed.wrapping_add(c).wrapping_mul(2_654_435_761));
-        if bits % 7 == 0 {
+        if bits.is_multiple_of(7) {
             continue; // a space
         }
         let gx = x + c * 6;

@@ -203,6 +203,27 @@ pub fn anonymous(len: usize) -> std::io::Result<Mapping> {
     Ok(unsafe { Mapping::from_raw(nn, len, true, Box::new(Anon(ptr, len))) })
 }
 
+/// Rings and event pages in a grant mapping are driven by the protocol
+/// crate through this trait.
+impl pvgate_protocol::SharedMemory for Mapping {
+    type Error = MappingError;
+    fn load_u32_acquire(&self, offset: usize) -> Result<u32, MappingError> {
+        Mapping::load_u32_acquire(self, offset)
+    }
+    fn store_u32_release(&self, offset: usize, value: u32) -> Result<(), MappingError> {
+        Mapping::store_u32_release(self, offset, value)
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), MappingError> {
+        Mapping::read(self, offset, dst)
+    }
+    fn write(&self, offset: usize, src: &[u8]) -> Result<(), MappingError> {
+        Mapping::write(self, offset, src)
+    }
+    fn full_barrier(&self) {
+        full_barrier()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,26 +248,5 @@ mod tests {
         let mut out = [0u8; 5];
         m.read(100, &mut out).unwrap();
         assert_eq!(&out, b"hello");
-    }
-}
-
-/// Rings and event pages in a grant mapping are driven by the protocol
-/// crate through this trait.
-impl pvgate_protocol::SharedMemory for Mapping {
-    type Error = MappingError;
-    fn load_u32_acquire(&self, offset: usize) -> Result<u32, MappingError> {
-        Mapping::load_u32_acquire(self, offset)
-    }
-    fn store_u32_release(&self, offset: usize, value: u32) -> Result<(), MappingError> {
-        Mapping::store_u32_release(self, offset, value)
-    }
-    fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), MappingError> {
-        Mapping::read(self, offset, dst)
-    }
-    fn write(&self, offset: usize, src: &[u8]) -> Result<(), MappingError> {
-        Mapping::write(self, offset, src)
-    }
-    fn full_barrier(&self) {
-        full_barrier()
     }
 }

@@ -130,14 +130,17 @@ mod tests {
         let b = dev("vdispl", 6, 0);
         let s = dev("vsnd", 5, 0);
         assert_eq!(
-            set.update("vsnd", &[s.clone()]),
+            set.update("vsnd", std::slice::from_ref(&s)),
             vec![Change::Added(s.clone())]
         );
         assert_eq!(
             set.update("vdispl", &[a.clone(), b.clone()]),
             vec![Change::Added(a.clone()), Change::Added(b.clone())]
         );
-        assert_eq!(set.update("vdispl", &[b.clone()]), vec![Change::Removed(a)]);
+        assert_eq!(
+            set.update("vdispl", std::slice::from_ref(&b)),
+            vec![Change::Removed(a)]
+        );
         // Another kind's listing never removes this kind's devices.
         assert_eq!(set.update("vdispl", &[b]), vec![]);
         assert_eq!(set.update("vsnd", &[]), vec![Change::Removed(s)]);

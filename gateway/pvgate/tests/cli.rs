@@ -78,8 +78,8 @@ fn the_demo_serves_two_guests_whose_screens_move() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let _kill = KillOnDrop(demo.id());
     let stdout = BufReader::new(demo.stdout.take().unwrap());
+    let _demo = StopOnDrop(demo);
     let url = stdout
         .lines()
         .map_while(Result::ok)
@@ -168,13 +168,23 @@ fn http_get(url: &str) -> Option<Vec<u8>> {
     Some(buf[split + 4..].to_vec())
 }
 
-struct KillOnDrop(u32);
+/// Stops the demo like a user would (Ctrl-C: it then stops its guests and
+/// the simulator), and reaps it; kills it if it does not stop.
+struct StopOnDrop(std::process::Child);
 
-impl Drop for KillOnDrop {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        // SIGINT: the demo stops its guests and the simulator on Ctrl-C.
         let _ = Command::new("kill")
-            .args(["-INT", &self.0.to_string()])
+            .args(["-INT", &self.0.id().to_string()])
             .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
