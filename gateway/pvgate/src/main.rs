@@ -1,11 +1,14 @@
 //! `pvgate`: the Xen para-virtual display/sound/input backend that streams
 //! guests to web browsers.
 
+mod access;
 mod cli;
 mod commands;
+mod config;
 mod discovery;
 mod gateway;
 mod http;
+mod session;
 
 use std::process::ExitCode;
 

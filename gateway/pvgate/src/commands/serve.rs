@@ -37,9 +37,10 @@ pub async fn serve_until_interrupted(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
     let view: Arc<dyn http::GatewayView> = gateway.clone();
+    let state = http::AppState::new(view);
     let result = tokio::select! {
         result = gateway.run() => result,
-        result = http::serve(listener, view) => result,
+        result = http::serve(listener, state) => result,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; stopping");
             Ok(())

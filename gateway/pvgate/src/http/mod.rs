@@ -1,5 +1,5 @@
-//! The HTTP server: JSON API, snapshots, health. The browser client, auth
-//! and WebRTC signalling extend this router (browser issue).
+//! The HTTP server: JSON API, snapshots, health, metrics, the embedded web
+//! client and the session WebSocket (web/PROTOCOL.md is the contract).
 
 mod api;
 pub mod snapshot;
@@ -8,11 +8,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::extract::FromRef;
 use axum::routing::get;
 use axum::Router;
 use pvgate_media::SharedFrame;
 use pvgate_platform::DomId;
 use serde::Serialize;
+
+use crate::access::Access;
+use crate::config::StreamingConfig;
+use crate::session::Sessions;
 
 /// One display connector of a guest as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -42,7 +47,35 @@ pub trait GatewayView: Send + Sync + 'static {
     fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame>;
 }
 
-pub fn router(view: Arc<dyn GatewayView>) -> Router {
+/// What every handler can reach. Handlers that need only a part take it
+/// through `FromRef` (e.g. `State<Arc<dyn GatewayView>>`).
+#[derive(Clone)]
+pub struct AppState {
+    pub view: Arc<dyn GatewayView>,
+    pub access: Arc<Access>,
+    pub sessions: Arc<Sessions>,
+    pub streaming: Arc<StreamingConfig>,
+}
+
+impl AppState {
+    /// Default access rules and streaming settings around `view`.
+    pub fn new(view: Arc<dyn GatewayView>) -> AppState {
+        AppState {
+            view,
+            access: Arc::new(Access::default()),
+            sessions: Arc::new(Sessions::default()),
+            streaming: Arc::new(StreamingConfig::default()),
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn GatewayView> {
+    fn from_ref(state: &AppState) -> Self {
+        state.view.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(api::index))
         .route("/healthz", get(api::healthz))
@@ -56,7 +89,8 @@ pub fn router(view: Arc<dyn GatewayView>) -> Router {
             "/api/guests/{domid}/displays/{index}/snapshot.jpg",
             get(api::snapshot_jpg),
         )
-        .with_state(view)
+        .merge(crate::session::routes())
+        .with_state(state)
 }
 
 /// Bind `listen` and serve until the future is dropped.
@@ -68,9 +102,9 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    view: Arc<dyn GatewayView>,
+    state: AppState,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(view))
+    axum::serve(listener, router(state))
         .await
         .context("the HTTP server stopped")
 }
@@ -108,7 +142,7 @@ mod tests {
     async fn get(uri: &str) -> (StatusCode, Option<String>, Vec<u8>) {
         let mut frame = Frame::new(32, 16).unwrap();
         frame.fill_rect(0, 0, 32, 16, 0x0012_3456);
-        let app = router(Arc::new(OneGuest(Arc::new(frame))));
+        let app = router(AppState::new(Arc::new(OneGuest(Arc::new(frame)))));
         let rsp = app
             .oneshot(Request::get(uri).body(Body::empty()).unwrap())
             .await
