@@ -15,6 +15,9 @@ set -euo pipefail
 #  libvpx-dev      - VP8 encoder/decoder (env-libvpx-sys links it via pkg-config)
 #  ffmpeg          - the display benchmark's comparison (libx264, libvpx)
 packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg)
+#  nodejs          - the web client's unit tests (node --test); only when no node
+#                    is on PATH (one installed another way will do)
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -10,6 +10,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> node --test web/tests/ (the web client's pure modules)"
+node --test web/tests/*.test.js
 echo "==> cargo test"
 cargo test --workspace 2>&1
 echo "==> all tests passed in $(( $(date +%s) - start )) s"
