@@ -196,7 +196,7 @@ export class Session {
   fail(message, status = null) {
     this.teardown();
     this.setState("failed", message ?? "");
-    this.opts.on.error(message ?? `HTTP ${status}`, true, status);
+    this.opts.on.error(message ?? `the gateway refused the session (HTTP ${status})`, true, status);
   }
 
   /** From "failed": try again now. */
@@ -272,10 +272,12 @@ export class Session {
     }
     if (media !== this.media) return;
     if (counters.rttMs == null && this.rttMs != null) counters.rttMs = this.rttMs;
+    const first = this.prevCounters === null;
     const r = rates(this.prevCounters, counters);
     this.prevCounters = counters;
     this.opts.on.stats(r);
-    if (++this.statsTick % 2 === 0) this.sendText(report(r));
+    // Rates need two samples; the first one after (re)connecting has none.
+    if (!first && ++this.statsTick % 2 === 0) this.sendText(report(r));
   }
 
   later(ms, fn) {
