@@ -33,6 +33,11 @@ export class ViewerUi {
     this.statsBtn.addEventListener("click", () => this.toggleStats());
     this.fullscreenBtn.addEventListener("click", () => this.toggleFullscreen());
     doc.addEventListener("fullscreenchange", () => this.onFullscreenChange());
+    // After a click on a control, keys go to the guest again, not to the
+    // button (Space or Enter would press it a second time).
+    for (const b of doc.querySelectorAll(".bar button")) {
+      b.addEventListener("click", () => this.screen.focus({ preventScroll: true }));
+    }
   }
 
   setState(state, detail) {
