@@ -19,10 +19,21 @@ export function withQuery(path, fields) {
   return path + (path.includes("?") ? "&" : "?") + s;
 }
 
+/**
+ * The gateway's root path as this page sees it: "/" normally, "/prefix/"
+ * behind a reverse proxy that serves the gateway under a path.
+ */
+export function basePath(pathname) {
+  const m = /^(.*\/)view\/\d+\/?$/.exec(pathname);
+  if (m) return m[1];
+  return pathname.endsWith("/") ? pathname : pathname.replace(/[^/]*$/, "");
+}
+
 /** The session WebSocket URL of a guest, from the page's location. */
 export function sessionUrl(location, domid, token) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return withQuery(`${scheme}//${location.host}/api/guests/${domid}/session`, { token });
+  const base = basePath(location.pathname ?? "/");
+  return withQuery(`${scheme}//${location.host}${base}api/guests/${domid}/session`, { token });
 }
 
 /** What to tell the user about an HTTP status from the gateway's API. */

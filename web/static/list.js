@@ -5,9 +5,10 @@
 // display with a live thumbnail (refreshed every 2 s), name, resolution and
 // viewers, linking to the viewer.
 
-import { tokenFrom, withQuery, explainStatus } from "./common.js";
+import { tokenFrom, withQuery, explainStatus, basePath } from "./common.js";
 
 const token = tokenFrom(location.search);
+const base = basePath(location.pathname);
 const listEl = document.getElementById("guest-list");
 const msgEl = document.getElementById("list-message");
 const stateEl = document.getElementById("list-state");
@@ -68,7 +69,7 @@ function card({ g, d }) {
     thumb.classList.add("empty");
   }
   const a = li.querySelector("a");
-  a.href = withQuery(`/view/${g.domid}`, { display: index || undefined, token });
+  a.href = withQuery(`${base}view/${g.domid}`, { display: index || undefined, token });
   const label = g.name || `dom${g.domid}`;
   li.querySelector(".name").textContent = index ? `${label} · display ${index}` : label;
   const bits = [`dom${g.domid}`];
@@ -78,7 +79,7 @@ function card({ g, d }) {
   if (g.tenant) bits.push(g.tenant);
   li.querySelector(".meta").textContent = bits.join(" · ");
   li.dataset.thumb = d
-    ? `/api/guests/${g.domid}/displays/${index}/thumbnail.jpg`
+    ? `${base}api/guests/${g.domid}/displays/${index}/thumbnail.jpg`
     : "";
   return li;
 }
@@ -97,7 +98,7 @@ async function load() {
   let rsp;
   try {
     const headers = token ? { Authorization: `Bearer ${token}` } : {};
-    rsp = await fetch("/api/guests", { headers, cache: "no-store" });
+    rsp = await fetch(`${base}api/guests`, { headers, cache: "no-store" });
   } catch {
     setState("reconnecting", "Offline");
     notice(`Cannot reach the gateway at ${location.host}. Is pvgate running? ` +

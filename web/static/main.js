@@ -5,7 +5,7 @@
 // microphone, input and the controls together, and exposes window.pvgate
 // for tests and benchmarks.
 
-import { viewerParams, sessionUrl, withQuery, explainStatus } from "./common.js";
+import { viewerParams, sessionUrl, withQuery, explainStatus, basePath } from "./common.js";
 import { Session } from "./session.js";
 import { RtcMedia, rtcCodecs } from "./webrtc.js";
 import { WsMedia, wsCodecs } from "./wsmedia.js";
@@ -15,8 +15,9 @@ import { formatStats } from "./stats.js";
 import { ViewerUi } from "./ui.js";
 
 const params = viewerParams(location);
+const base = basePath(location.pathname);
 const ui = new ViewerUi(document);
-ui.back.href = withQuery("/", { token: params.token });
+ui.back.href = withQuery(base, { token: params.token });
 
 let guest = { width: 0, height: 0 };
 let muted = false;
@@ -102,7 +103,7 @@ async function codecs(transport) {
 async function check() {
   try {
     const headers = params.token ? { Authorization: `Bearer ${params.token}` } : {};
-    const rsp = await fetch(`/api/guests/${params.domid}`, { headers, cache: "no-store" });
+    const rsp = await fetch(`${base}api/guests/${params.domid}`, { headers, cache: "no-store" });
     return rsp.status;
   } catch {
     return null;

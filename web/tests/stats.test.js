@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rtcCounters, rates, report, formatStats } from "../static/stats.js";
 import { peakIn } from "../static/audio.js";
-import { viewerParams, withQuery, sessionUrl, explainStatus } from "../static/common.js";
+import { viewerParams, withQuery, sessionUrl, explainStatus, basePath } from "../static/common.js";
 
 function rtcReport(n) {
   return new Map([
@@ -88,6 +88,15 @@ test("URLs carry the token, escaped", () => {
   assert.equal(withQuery("/x?y=1", { token: "" }), "/x?y=1");
   assert.equal(sessionUrl({ protocol: "https:", host: "h:1" }, 5, "t"), "wss://h:1/api/guests/5/session?token=t");
   assert.equal(sessionUrl({ protocol: "http:", host: "h" }, 5, ""), "ws://h/api/guests/5/session");
+  assert.equal(sessionUrl({ protocol: "http:", host: "h", pathname: "/gw/view/5" }, 5, ""), "ws://h/gw/api/guests/5/session");
   assert.match(explainStatus(401), /token/);
   assert.match(explainStatus(403, "guest 5"), /not allowed to open guest 5/);
+});
+
+test("the gateway's root path, also behind a proxy that adds a prefix", () => {
+  assert.equal(basePath("/"), "/");
+  assert.equal(basePath("/view/5"), "/");
+  assert.equal(basePath("/pvgate/view/12"), "/pvgate/");
+  assert.equal(basePath("/pvgate/"), "/pvgate/");
+  assert.equal(basePath("/pvgate/index.html"), "/pvgate/");
 });
