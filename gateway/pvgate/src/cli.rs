@@ -37,6 +37,23 @@ pub enum Command {
     /// Measure pvgate on this machine and print a markdown table.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Make a viewer token for the configuration: hashes the token read from
+    /// standard input, or generates a random one when stdin is a terminal,
+    /// and prints the `[[tenant.token]]` entry to paste.
+    HashToken(HashTokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HashTokenArgs {
+    /// Generate a random token even if standard input is not a terminal.
+    #[arg(long)]
+    pub generate: bool,
+    /// The user name to put in the printed entry.
+    #[arg(long, default_value = "USER")]
+    pub user: String,
+    /// The role to put in the printed entry.
+    #[arg(long, value_parser = ["view", "control"], default_value = "view")]
+    pub role: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +107,15 @@ pub struct ServeArgs {
     /// Address of the web server (API, snapshots, browser client).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// The configuration: tenants, their guests and viewer tokens, allowed
+    /// origins, streaming settings (TOML; see deploy/pvgate.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Serve without authentication: whoever reaches --listen sees and
+    /// controls every guest. For trying pvgate on this machine only: refused
+    /// unless --listen is a loopback address.
+    #[arg(long, conflicts_with = "config")]
+    pub insecure_no_auth: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -108,6 +134,25 @@ pub struct DemoArgs {
     /// binary).
     #[arg(long)]
     pub guest_sim: Option<PathBuf>,
+    /// The demo tenant's control token (default: a random one). For scripts;
+    /// letters, digits and `-._~` only, so the printed URL needs no escaping.
+    #[arg(long, value_parser = parse_demo_token)]
+    pub token: Option<String>,
+}
+
+fn parse_demo_token(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 256 {
+        return Err("the token must be 1-256 characters".into());
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    {
+        return Err(format!(
+            "{s:?}: use only letters, digits and -._~ (it goes into a URL as is)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(clap::Args, Debug)]

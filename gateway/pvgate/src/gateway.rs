@@ -9,6 +9,7 @@ use pvgate_backends::display::{self, DisplayLimits, DisplayOutputs};
 use pvgate_backends::sound::{self, SoundLimits, SoundOutputs};
 use pvgate_media::{EncoderHub, SharedFrame};
 use pvgate_platform::{DomId, Platform};
+use pvgate_protocol::keys::StreamType;
 use tokio::sync::watch;
 
 use crate::discovery::{self, Change, DeviceId};
@@ -152,6 +153,30 @@ impl Gateway {
     }
 }
 
+fn direction_name(d: StreamType) -> &'static str {
+    match d {
+        StreamType::Playback => "playback",
+        StreamType::Capture => "capture",
+    }
+}
+
+impl Gateway {
+    /// The sound streams of a guest as the API shows them.
+    fn guest_sound(&self, domid: DomId) -> Vec<crate::http::SoundInfo> {
+        self.sounds
+            .list()
+            .iter()
+            .filter(|s| s.key.domid == domid)
+            .map(|s| crate::http::SoundInfo {
+                device: s.key.devid,
+                stream: s.key.stream,
+                direction: direction_name(s.direction),
+                open: s.open_info().is_some(),
+            })
+            .collect()
+    }
+}
+
 impl GatewayView for Gateway {
     fn guests(&self) -> Vec<GuestInfo> {
         let names = lock(&self.names).clone();
@@ -172,8 +197,47 @@ impl GatewayView for Gateway {
                         height: out.resolution.1,
                     })
                     .collect(),
+                sound: self.guest_sound(domid),
+                // The kbdif backend reports connected input devices through
+                // `Gateway::input` once it lands; until then none is shown.
+                input: false,
+                ..GuestInfo::default()
             })
             .collect()
+    }
+
+    fn metrics(&self) -> crate::http::metrics::GatewaySample {
+        use crate::http::metrics::{ConnectorSample, GatewaySample, StreamSample};
+        GatewaySample {
+            connectors: self
+                .displays
+                .list()
+                .iter()
+                .map(|o| ConnectorSample {
+                    domid: o.key.domid,
+                    device: o.key.devid,
+                    connector: o.key.connector,
+                    width: o.resolution.0,
+                    height: o.resolution.1,
+                    enabled: o.is_enabled(),
+                    flips: o.stats(),
+                })
+                .collect(),
+            encoders: self.encoders.stats(),
+            streams: self
+                .sounds
+                .list()
+                .iter()
+                .map(|s| StreamSample {
+                    domid: s.key.domid,
+                    device: s.key.devid,
+                    stream: s.key.stream,
+                    direction: direction_name(s.direction),
+                    open: s.open_info().is_some(),
+                    stats: s.stats(),
+                })
+                .collect(),
+        }
     }
 
     fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame> {

@@ -5,10 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use sha2::Digest;
 use tokio::process::{Child, Command};
 
+use crate::access::{Access, Role};
 use crate::cli::DemoArgs;
 use crate::commands::serve::serve_until_interrupted;
+use crate::config::{generate_token, Config, GuestRef, StreamingConfig, Tenant, TokenConfig};
 use crate::gateway::Gateway;
 use crate::http;
 
@@ -53,18 +56,50 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             SCENES[usize::from(i) % SCENES.len()],
         )?);
     }
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => generate_token()?,
+    };
+    let access = Access::from_config(&demo_config(args.guests, &token));
+    // A wildcard address is no place to point a browser at.
+    let shown = if address.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
+    } else {
+        address
+    };
     println!(
-        "pvgate demo: {} simulated guest(s) on a simulated Xen in {}\n\n    open http://{}/\n\nCtrl-C stops it.",
+        "pvgate demo: {} simulated guest(s) on a simulated Xen in {}\n\n    open http://{}/?token={}\n\n\
+         The token (tenant \"demo\", role control) also works as `Authorization: Bearer {}`.\nCtrl-C stops it.",
         args.guests,
         dir.display(),
-        address
+        shown,
+        token,
+        token
     );
-    let result = serve_until_interrupted(gateway, listener).await;
+    let result =
+        serve_until_interrupted(gateway, listener, access, StreamingConfig::default()).await;
     for mut guest in guests {
         let _ = guest.kill().await;
     }
     sim.stop().await;
     result
+}
+
+/// The demo's configuration: tenant `demo` owns every demo guest (domids
+/// 1..=guests) and has one control token.
+fn demo_config(guests: u16, token: &str) -> Config {
+    Config {
+        tenants: vec![Tenant {
+            name: "demo".into(),
+            guests: (1..=guests).map(GuestRef::Domid).collect(),
+            tokens: vec![TokenConfig {
+                user: "demo".into(),
+                role: Role::Control,
+                sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+            }],
+        }],
+        ..Config::default()
+    }
 }
 
 /// A binary installed next to ours (cargo puts both in target/<profile>/).

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod hash_token;
 mod serve;
 mod sim_xen;
 
@@ -13,5 +14,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::SimXen(args) => sim_xen::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(which) => bench::run(which).await,
+        Command::HashToken(args) => hash_token::run(args),
     }
 }

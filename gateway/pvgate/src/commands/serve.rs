@@ -1,14 +1,19 @@
-//! `pvgate serve`: open the platform and serve the guests' devices.
+//! `pvgate serve`: load the configuration, open the platform and serve the
+//! guests' devices.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::access::Access;
 use crate::cli::{PlatformKind, ServeArgs};
+use crate::config::{Config, StreamingConfig};
 use crate::gateway::Gateway;
 use crate::http;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // The configuration first: a mistake there should not wait for Xen.
+    let (access, streaming) = access_of(&args)?;
     let platform = match args.platform {
         PlatformKind::Xen => pvgate_platform::xen::connect()?,
         PlatformKind::Sim => {
@@ -28,16 +33,46 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = http::bind(args.listen).await?;
     tracing::info!("web server on http://{}/", args.listen);
     let gateway = Gateway::new(platform);
-    serve_until_interrupted(gateway, listener).await
+    serve_until_interrupted(gateway, listener, access, streaming).await
+}
+
+/// The access rules and streaming settings `args` ask for.
+fn access_of(args: &ServeArgs) -> anyhow::Result<(Access, StreamingConfig)> {
+    if let Some(path) = &args.config {
+        let config = Config::load(path)?;
+        if config.tenants.iter().all(|t| t.tokens.is_empty()) {
+            tracing::warn!(
+                config = %path.display(),
+                "the configuration has no viewer tokens: nobody can open a guest (add [[tenant.token]] entries; `pvgate hash-token` makes them)"
+            );
+        }
+        return Ok((Access::from_config(&config), config.streaming));
+    }
+    anyhow::ensure!(
+        args.insecure_no_auth,
+        "pvgate serve needs --config FILE (tenants, their guests and viewer tokens; deploy/pvgate.example.toml shows the format), \
+         or --insecure-no-auth to try it without authentication on a loopback address"
+    );
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "--insecure-no-auth would let anyone who reaches {} see and control every guest: listen on a loopback address (e.g. --listen 127.0.0.1:8080), or pass --config FILE",
+        args.listen
+    );
+    tracing::warn!("authentication is OFF (--insecure-no-auth): every local user and program can see and control every guest");
+    Ok((Access::insecure_open(), StreamingConfig::default()))
 }
 
 /// Run the device supervisor and the web server until one fails or Ctrl-C.
 pub async fn serve_until_interrupted(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
+    access: Access,
+    streaming: StreamingConfig,
 ) -> anyhow::Result<()> {
     let view: Arc<dyn http::GatewayView> = gateway.clone();
-    let state = http::AppState::new(view);
+    let mut state = http::AppState::new(view);
+    state.access = Arc::new(access);
+    state.streaming = Arc::new(streaming);
     let result = tokio::select! {
         result = gateway.run() => result,
         result = http::serve(listener, state) => result,

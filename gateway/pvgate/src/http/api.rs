@@ -1,17 +1,47 @@
-//! Handlers of the JSON API, snapshots and the status page.
+//! Handlers of the JSON API, snapshots and thumbnails.
+//!
+//! Every handler here authenticates first (401 without a valid token) and
+//! answers only about the token's tenant's guests (403 for another's), so a
+//! guest's existence, name and screen never reach another tenant.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use pvgate_media::SharedFrame;
 use pvgate_platform::DomId;
+use serde::Deserialize;
 
 use super::snapshot::{self, SnapshotFormat};
-use super::GatewayView;
+use super::{thumbnail, AppState, GuestInfo};
+use crate::access::{AccessError, Viewer};
 
-type View = State<Arc<dyn GatewayView>>;
+/// The `?token=` query parameter (other parameters are ignored here).
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
+/// The authenticated viewer of a request: from `Authorization: Bearer` or
+/// `?token=`; rejects with 401 JSON.
+pub struct Authed(pub Viewer);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = AccessError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AccessError> {
+        // A query string that does not parse carries no token (and then
+        // the header may still).
+        let query = Query::<TokenQuery>::try_from_uri(&parts.uri)
+            .map(|q| q.0)
+            .unwrap_or_default();
+        state
+            .access
+            .authenticate(&parts.headers, query.token.as_deref())
+            .map(Authed)
+    }
+}
 
 fn not_found(what: String) -> Response {
     (
@@ -21,95 +51,139 @@ fn not_found(what: String) -> Response {
         .into_response()
 }
 
+fn server_error(what: String) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({ "error": what })),
+    )
+        .into_response()
+}
+
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-pub async fn list_guests(State(view): View) -> Response {
-    Json(view.guests()).into_response()
+/// A guest as the API shows it to this gateway's users: with its tenant and
+/// viewer count.
+fn decorate(state: &AppState, mut guest: GuestInfo) -> GuestInfo {
+    guest.tenant = state.access.tenant_of(guest.domid, &guest.name);
+    guest.viewers = state.sessions.viewer_count(guest.domid);
+    guest
 }
 
-pub async fn get_guest(State(view): View, Path(domid): Path<DomId>) -> Response {
-    match view.guests().into_iter().find(|g| g.domid == domid) {
-        Some(guest) => Json(guest).into_response(),
-        None => not_found(format!("no guest with domid {domid} is served here")),
+/// The guest `domid` if `viewer` may open it: 404 if no such guest is
+/// served, 403 if another tenant's.
+fn guest_for(state: &AppState, viewer: &Viewer, domid: DomId) -> Result<GuestInfo, Response> {
+    let guest = state
+        .view
+        .guests()
+        .into_iter()
+        .find(|g| g.domid == domid)
+        .ok_or_else(|| not_found(format!("no guest with domid {domid} is served here")))?;
+    state
+        .access
+        .may_open(viewer, domid, &guest.name)
+        .map_err(IntoResponse::into_response)?;
+    Ok(decorate(state, guest))
+}
+
+pub async fn list_guests(State(state): State<AppState>, Authed(viewer): Authed) -> Response {
+    let guests: Vec<GuestInfo> = state
+        .view
+        .guests()
+        .into_iter()
+        .filter(|g| state.access.may_open(&viewer, g.domid, &g.name).is_ok())
+        .map(|g| decorate(&state, g))
+        .collect();
+    Json(guests).into_response()
+}
+
+pub async fn get_guest(
+    State(state): State<AppState>,
+    Authed(viewer): Authed,
+    Path(domid): Path<DomId>,
+) -> Response {
+    match guest_for(&state, &viewer, domid) {
+        Ok(guest) => Json(guest).into_response(),
+        Err(rsp) => rsp,
     }
 }
 
-pub async fn snapshot_png(view: View, path: Path<(DomId, usize)>) -> Response {
-    snapshot_as(view, path, SnapshotFormat::Png).await
-}
-
-pub async fn snapshot_jpg(view: View, path: Path<(DomId, usize)>) -> Response {
-    snapshot_as(view, path, SnapshotFormat::Jpeg).await
-}
-
-async fn snapshot_as(
-    State(view): View,
-    Path((domid, index)): Path<(DomId, usize)>,
-    format: SnapshotFormat,
-) -> Response {
-    let Some(frame) = view.display_frame(domid, index) else {
-        return not_found(format!(
+/// The latest frame of a display the viewer may see, or the error response.
+fn frame_for(
+    state: &AppState,
+    viewer: &Viewer,
+    domid: DomId,
+    index: usize,
+) -> Result<SharedFrame, Response> {
+    guest_for(state, viewer, domid)?;
+    state.view.display_frame(domid, index).ok_or_else(|| {
+        not_found(format!(
             "guest {domid} has no display {index} with a picture yet (see GET /api/guests/{domid})"
-        ));
-    };
-    // Compressing a 1080p picture takes milliseconds: keep it off the
-    // async workers.
-    match tokio::task::spawn_blocking(move || snapshot::encode(&frame, format)).await {
+        ))
+    })
+}
+
+/// Encode off the async workers (a 1080p JPEG or a scale takes
+/// milliseconds) and answer with the picture.
+async fn picture(
+    content_type: &'static str,
+    work: impl FnOnce() -> anyhow::Result<Vec<u8>> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(work).await {
         Ok(Ok(bytes)) => (
             [
-                (header::CONTENT_TYPE, format.content_type()),
+                (header::CONTENT_TYPE, content_type),
                 (header::CACHE_CONTROL, "no-store"),
             ],
             bytes,
         )
             .into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode the snapshot: {e}\n"),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("snapshot task failed: {e}\n"),
-        )
-            .into_response(),
+        Ok(Err(e)) => server_error(format!("cannot encode the picture: {e:#}")),
+        Err(e) => server_error(format!("the picture task failed: {e}")),
     }
 }
 
-/// A plain status page until the browser client arrives: every display as a
-/// snapshot refreshed once a second.
-pub async fn index(State(view): View) -> Html<String> {
-    let mut body = String::from(
-        "<!doctype html><meta charset=utf-8><title>pvgate</title>\
-         <style>body{font:14px sans-serif;background:#222;color:#eee}img{max-width:45vw;border:1px solid #555;margin:4px}</style>\
-         <h1>pvgate</h1>",
-    );
-    let guests = view.guests();
-    if guests.is_empty() {
-        body.push_str("<p>No guests yet. Devices appear here as guests connect.</p>");
-    }
-    for g in guests {
-        body.push_str(&format!("<h2>dom{} {}</h2>", g.domid, html_escape(&g.name)));
-        for d in g.displays {
-            body.push_str(&format!(
-                "<figure style=display:inline-block><img data-src=/api/guests/{}/displays/{}/snapshot.jpg>\
-                 <figcaption>display {} ({}x{})</figcaption></figure>",
-                g.domid, d.index, d.index, d.width, d.height
-            ));
+pub async fn snapshot_png(
+    state: State<AppState>,
+    viewer: Authed,
+    path: Path<(DomId, usize)>,
+) -> Response {
+    snapshot_as(state, viewer, path, SnapshotFormat::Png).await
+}
+
+pub async fn snapshot_jpg(
+    state: State<AppState>,
+    viewer: Authed,
+    path: Path<(DomId, usize)>,
+) -> Response {
+    snapshot_as(state, viewer, path, SnapshotFormat::Jpeg).await
+}
+
+async fn snapshot_as(
+    State(state): State<AppState>,
+    Authed(viewer): Authed,
+    Path((domid, index)): Path<(DomId, usize)>,
+    format: SnapshotFormat,
+) -> Response {
+    match frame_for(&state, &viewer, domid, index) {
+        Ok(frame) => {
+            picture(format.content_type(), move || {
+                Ok(snapshot::encode(&frame, format)?)
+            })
+            .await
         }
+        Err(rsp) => rsp,
     }
-    body.push_str(
-        "<script>function r(){for(const i of document.querySelectorAll('img[data-src]'))\
-         i.src=i.dataset.src+'?t='+Date.now()}r();setInterval(r,1000)</script>",
-    );
-    Html(body)
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+pub async fn thumbnail_jpg(
+    State(state): State<AppState>,
+    Authed(viewer): Authed,
+    Path((domid, index)): Path<(DomId, usize)>,
+) -> Response {
+    match frame_for(&state, &viewer, domid, index) {
+        Ok(frame) => picture("image/jpeg", move || thumbnail::encode(&frame)).await,
+        Err(rsp) => rsp,
+    }
 }

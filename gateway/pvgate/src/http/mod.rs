@@ -2,6 +2,8 @@
 //! client and the session WebSocket (web/PROTOCOL.md is the contract).
 
 mod api;
+pub mod metrics;
+mod thumbnail;
 pub mod snapshot;
 
 use std::net::SocketAddr;
@@ -31,12 +33,34 @@ pub struct DisplayInfo {
     pub height: u32,
 }
 
-/// One guest as the API shows it.
+/// One sound stream of a guest as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SoundInfo {
+    /// The vsnd device and its card-wide stream index.
+    pub device: u32,
+    pub stream: u32,
+    /// `"playback"` or `"capture"`.
+    pub direction: &'static str,
+    /// Whether the guest has the stream open (OPEN without CLOSE).
+    pub open: bool,
+}
+
+/// One guest as the API shows it. `GatewayView::guests` fills what the
+/// backends know; the API adds `tenant` (from the access rules) and
+/// `viewers` (from the sessions).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct GuestInfo {
     pub domid: DomId,
     pub name: String,
+    /// The tenant that owns the guest; null when authentication is off or
+    /// no tenant claims it.
+    pub tenant: Option<String>,
     pub displays: Vec<DisplayInfo>,
+    pub sound: Vec<SoundInfo>,
+    /// The guest has a connected keyboard/pointer device.
+    pub input: bool,
+    /// Viewers watching it now.
+    pub viewers: usize,
 }
 
 /// What the HTTP layer needs to know of the running backends.
@@ -45,6 +69,10 @@ pub trait GatewayView: Send + Sync + 'static {
     fn guests(&self) -> Vec<GuestInfo>;
     /// The latest frame of display `index` of guest `domid`, if it has one.
     fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame>;
+    /// Counters of every connector, encoder and sound stream, for /metrics.
+    fn metrics(&self) -> metrics::GatewaySample {
+        metrics::GatewaySample::default()
+    }
 }
 
 /// What every handler can reach. Handlers that need only a part take it
@@ -58,11 +86,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Default access rules and streaming settings around `view`.
+    /// Default streaming settings around `view`, with authentication OFF
+    /// (every request is a controlling viewer: tests, `--insecure-no-auth`).
+    /// `pvgate serve` replaces `access` with its configuration's rules.
     pub fn new(view: Arc<dyn GatewayView>) -> AppState {
         AppState {
             view,
-            access: Arc::new(Access::default()),
+            access: Arc::new(Access::insecure_open()),
             sessions: Arc::new(Sessions::default()),
             streaming: Arc::new(StreamingConfig::default()),
         }
@@ -89,6 +119,11 @@ pub fn router(state: AppState) -> Router {
             "/api/guests/{domid}/displays/{index}/snapshot.jpg",
             get(api::snapshot_jpg),
         )
+        .route(
+            "/api/guests/{domid}/displays/{index}/thumbnail.jpg",
+            get(api::thumbnail_jpg),
+        )
+        .route("/metrics", get(metrics::metrics))
         .merge(crate::session::routes())
         .with_state(state)
 }
@@ -132,6 +167,7 @@ mod tests {
                     width: 32,
                     height: 16,
                 }],
+                ..GuestInfo::default()
             }]
         }
         fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame> {
