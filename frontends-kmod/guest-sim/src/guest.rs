@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::GuestConfig;
 use crate::content::InputState;
 use crate::display::{DisplayOps, DisplaySession};
-use crate::input::{FrameLookup, InputOps};
+use crate::input::{FrameLookup, InputFeatures, InputOps};
 use crate::sound::{SoundOps, SoundSession};
 use crate::xenbus::driver::{self, StateObserver};
 use crate::xenbus::{Driver, FrontendPolicy, XenbusDevice, XenbusState};
@@ -127,6 +127,7 @@ pub struct InputHandle {
     /// What the guest's input devices report, drawn by the content overlay.
     pub state: Arc<Mutex<InputState>>,
     events: broadcast::Sender<KbdInEvent>,
+    features: Arc<Mutex<Option<InputFeatures>>>,
 }
 
 impl InputHandle {
@@ -137,6 +138,11 @@ impl InputHandle {
 
     pub fn snapshot(&self) -> InputState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What the driver read from the backend's directory at its last probe.
+    pub fn features(&self) -> Option<InputFeatures> {
+        *self.features.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -238,13 +244,15 @@ impl GuestSim {
             let (state_tx, state_rx) = watch::channel(XenbusState::Initialising);
             let state = Arc::new(Mutex::new(InputState::new(frame.0, frame.1)));
             let (events, _) = broadcast::channel(1024);
+            let features = Arc::new(Mutex::new(None));
             let ops = InputOps::new(
                 platform.clone(),
                 frame,
                 state.clone(),
                 events.clone(),
                 opts.frame_lookup.clone(),
-            );
+            )
+            .with_features_report(features.clone());
             let report = opts.report.clone();
             let obs: StateObserver = Box::new(move |label: &str, s: XenbusState| {
                 state_tx.send_replace(s);
@@ -269,6 +277,7 @@ impl GuestSim {
                 },
                 state,
                 events,
+                features,
             });
         }
         Ok(GuestSim {

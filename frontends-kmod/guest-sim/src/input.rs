@@ -166,6 +166,9 @@ pub struct InputOps {
     page: Option<GrantedPage>,
     task: Option<tokio::task::JoinHandle<()>>,
     pub features: Option<InputFeatures>,
+    /// Where the features read at each probe are reported (tests check
+    /// what the guest saw).
+    report: Option<Arc<Mutex<Option<InputFeatures>>>>,
 }
 
 impl InputOps {
@@ -185,7 +188,14 @@ impl InputOps {
             page: None,
             task: None,
             features: None,
+            report: None,
         }
+    }
+
+    /// Also store the features read at every probe in `report`.
+    pub fn with_features_report(mut self, report: Arc<Mutex<Option<InputFeatures>>>) -> InputOps {
+        self.report = Some(report);
+        self
     }
 }
 
@@ -281,6 +291,9 @@ impl FrontendOps for InputOps {
         ];
         self.page = Some(page);
         self.features = Some(features);
+        if let Some(r) = &self.report {
+            *r.lock().unwrap_or_else(|p| p.into_inner()) = Some(features);
+        }
         publish_keys(dev, keys)
             .await
             .map_err(|e| format!("writing xenstore: {e}"))

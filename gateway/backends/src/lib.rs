@@ -5,5 +5,6 @@
 //! way back), as a sans-IO state machine plus the task that drives it.
 
 pub mod display;
+pub mod input;
 pub mod sound;
 pub mod xenbus;

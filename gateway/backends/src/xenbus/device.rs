@@ -90,7 +90,10 @@ pub trait DeviceBackend: Send {
 /// expect. The toolstack writes it, but a path we then watch and read keys
 /// from must never be steered elsewhere.
 fn expected_frontend_path(kind: &str, frontend_id: DomId, devid: u32) -> String {
-    format!("/local/domain/{frontend_id}/device/{kind}/{devid}")
+    // libxl's `backend-type=linux` vkb lives under backend/vinput but its
+    // frontend is still device/vkbd (the only name xen-kbdfront binds to).
+    let frontend_kind = if kind == "vinput" { "vkbd" } else { kind };
+    format!("/local/domain/{frontend_id}/device/{frontend_kind}/{devid}")
 }
 
 /// Serve one device until it is removed or `stop` changes to true.

@@ -122,6 +122,19 @@ impl Lifecycle {
             XenbusState::Initialised | XenbusState::Connected => {
                 let ready = frontend == XenbusState::Initialised
                     || self.connect_when == ConnectWhen::InitialisedOrConnected;
+                // xen-kbdfront goes Initialising → Initialised at probe
+                // without waiting for us, so a new instance after we closed
+                // may show only Initialised: offer InitWait again and
+                // connect. Only from Closed (it acknowledged our close), so
+                // a stale state read while we are closing never reconnects.
+                if self.connect_when == ConnectWhen::InitialisedOrConnected
+                    && frontend == XenbusState::Initialised
+                    && self.state == XenbusState::Closed
+                    && !self.connected
+                    && !self.connecting
+                {
+                    actions.push(self.switch(XenbusState::InitWait));
+                }
                 if ready
                     && !self.connected
                     && !self.connecting
@@ -292,6 +305,30 @@ mod tests {
             lc.frontend_changed(Initialising),
             vec![SwitchState(InitWait)]
         );
+    }
+
+    #[test]
+    fn a_keyboard_frontend_reprobing_after_a_close_is_served_again() {
+        // Its Initialising may be overwritten before we read it.
+        let mut lc = Lifecycle::new(ConnectWhen::InitialisedOrConnected);
+        lc.start(Initialised);
+        lc.connect_result(true);
+        assert_eq!(
+            lc.frontend_changed(Closing),
+            vec![Disconnect, SwitchState(Closing)]
+        );
+        // Still closing: a stale Initialised does not reconnect.
+        assert_eq!(lc.frontend_changed(Initialised), vec![]);
+        assert_eq!(lc.frontend_changed(Closed), vec![SwitchState(Closed)]);
+        assert_eq!(
+            lc.frontend_changed(Initialised),
+            vec![SwitchState(InitWait), Connect]
+        );
+        // Displays are not affected: they publish only after our InitWait.
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised);
+        lc.start(Initialising);
+        lc.frontend_changed(Closed);
+        assert_eq!(lc.frontend_changed(Initialised), vec![]);
     }
 
     #[test]

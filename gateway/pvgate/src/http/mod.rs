@@ -2,6 +2,7 @@
 //! client and the session WebSocket (web/PROTOCOL.md is the contract).
 
 mod api;
+mod assets;
 pub mod metrics;
 mod thumbnail;
 pub mod snapshot;
@@ -107,7 +108,9 @@ impl FromRef<AppState> for Arc<dyn GatewayView> {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(api::index))
+        .route("/", get(assets::index))
+        .route("/view/{domid}", get(assets::view))
+        .route("/static/{*path}", get(assets::static_file))
         .route("/healthz", get(api::healthz))
         .route("/api/guests", get(api::list_guests))
         .route("/api/guests/{domid}", get(api::get_guest))
@@ -222,11 +225,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_status_page_escapes_guest_names() {
-        let (status, _, body) = get("/").await;
+    async fn the_web_client_is_served() {
+        let (status, ctype, body) = get("/").await;
         assert_eq!(status, StatusCode::OK);
-        let html = String::from_utf8(body).unwrap();
-        assert!(html.contains("guest&lt;5&gt;"));
-        assert!(html.contains("/api/guests/5/displays/0/snapshot.jpg"));
+        assert_eq!(ctype.as_deref(), Some("text/html; charset=utf-8"));
+        assert!(String::from_utf8(body).unwrap().contains("static/list.js"));
+        let (status, ctype, _) = get("/view/5").await;
+        assert_eq!(
+            (status, ctype.as_deref()),
+            (StatusCode::OK, Some("text/html; charset=utf-8"))
+        );
+        let (status, ctype, _) = get("/static/main.js").await;
+        assert_eq!(
+            (status, ctype.as_deref()),
+            (StatusCode::OK, Some("text/javascript; charset=utf-8"))
+        );
     }
 }
