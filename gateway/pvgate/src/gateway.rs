@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pvgate_backends::display::{self, DisplayLimits, DisplayOutputs};
 use pvgate_backends::sound::{self, SoundLimits, SoundOutputs};
-use pvgate_media::{EncoderHub, SharedFrame};
+use pvgate_backends::sound::StreamOutput;
+use pvgate_media::{EncodeError, EncoderHub, EncoderParams, SharedFrame, Subscription};
 use pvgate_platform::{DomId, Platform};
 use pvgate_protocol::keys::StreamType;
 use tokio::sync::watch;
@@ -147,6 +148,14 @@ impl Gateway {
         });
     }
 
+    /// The guest's first stream of `direction` (device, then stream order).
+    fn first_stream(&self, domid: DomId, direction: StreamType) -> Option<Arc<StreamOutput>> {
+        self.sounds
+            .list()
+            .into_iter()
+            .find(|s| s.key.domid == domid && s.direction == direction)
+    }
+
     /// The displays of a guest in API order (device, then connector).
     fn guest_displays(&self, domid: DomId) -> Vec<Arc<display::ConnectorOutput>> {
         self.displays.of_guest(domid)
@@ -242,5 +251,23 @@ impl GatewayView for Gateway {
 
     fn display_frame(&self, domid: DomId, index: usize) -> Option<SharedFrame> {
         self.guest_displays(domid).get(index)?.latest_frame()
+    }
+
+    fn subscribe_video(
+        &self,
+        domid: DomId,
+        index: usize,
+        params: EncoderParams,
+    ) -> Option<Result<Subscription, EncodeError>> {
+        let connector = self.guest_displays(domid).get(index)?.hub_id();
+        Some(self.encoders.subscribe(connector, params))
+    }
+
+    fn playback_stream(&self, domid: DomId) -> Option<Arc<StreamOutput>> {
+        self.first_stream(domid, StreamType::Playback)
+    }
+
+    fn capture_stream(&self, domid: DomId) -> Option<Arc<StreamOutput>> {
+        self.first_stream(domid, StreamType::Capture)
     }
 }

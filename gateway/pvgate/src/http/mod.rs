@@ -2,9 +2,9 @@
 //! client and the session WebSocket (web/PROTOCOL.md is the contract).
 
 mod api;
-mod assets;
 pub mod metrics;
 mod thumbnail;
+mod assets;
 pub mod snapshot;
 
 use std::net::SocketAddr;
@@ -14,12 +14,14 @@ use anyhow::Context;
 use axum::extract::FromRef;
 use axum::routing::get;
 use axum::Router;
-use pvgate_media::SharedFrame;
+use pvgate_backends::sound::StreamOutput;
+use pvgate_media::{EncodeError, EncoderParams, SharedFrame, Subscription};
 use pvgate_platform::DomId;
 use serde::Serialize;
 
 use crate::access::Access;
 use crate::config::StreamingConfig;
+use crate::session::input::InputTarget;
 use crate::session::Sessions;
 
 /// One display connector of a guest as the API shows it.
@@ -73,6 +75,36 @@ pub trait GatewayView: Send + Sync + 'static {
     /// Counters of every connector, encoder and sound stream, for /metrics.
     fn metrics(&self) -> metrics::GatewaySample {
         metrics::GatewaySample::default()
+    }
+
+    // What viewer sessions need (crate::session). The defaults say "this
+    // guest has none", so views that only serve the API need not care.
+
+    /// A viewer's video: display `index` of guest `domid` from the shared
+    /// encoder for `params` (the first frame is a keyframe). `None`: no
+    /// such display.
+    fn subscribe_video(
+        &self,
+        _domid: DomId,
+        _index: usize,
+        _params: EncoderParams,
+    ) -> Option<Result<Subscription, EncodeError>> {
+        None
+    }
+
+    /// The guest's first playback stream: what viewers hear.
+    fn playback_stream(&self, _domid: DomId) -> Option<Arc<StreamOutput>> {
+        None
+    }
+
+    /// The guest's first capture stream: where a viewer's microphone goes.
+    fn capture_stream(&self, _domid: DomId) -> Option<Arc<StreamOutput>> {
+        None
+    }
+
+    /// The guest's first input device: where keyboard, pointer and touch go.
+    fn input_target(&self, _domid: DomId) -> Option<Arc<dyn InputTarget>> {
+        None
     }
 }
 
