@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use pvgate_media::hub::{ConnectorFeed, FrameUpdate};
-use pvgate_media::{DamageTracker, Frame, SharedFrame, SourceLayout};
+use pvgate_media::{DamageTracker, FrameChain, SourceLayout};
 use tokio::sync::watch;
 
 use super::buffers::Framebuffer;
@@ -157,10 +157,15 @@ impl CopySubmitter {
 /// Damage tracking state for one framebuffer geometry: frames of the same
 /// layout (a double-buffering guest's two buffers) share it, so each flip
 /// is compared with the picture before it.
+///
+/// The published frame is always still held (by the snapshot slot in
+/// [`ConnectorOutput`], by encoders), so it cannot be written in place;
+/// [`FrameChain`] recycles frames nobody holds any more and brings them up
+/// to date tile by tile, so a flip costs its damage, not a whole frame.
 struct Copier {
     layout: SourceLayout,
     tracker: DamageTracker,
-    frame: SharedFrame,
+    chain: FrameChain,
 }
 
 fn layout_of(fb: &Framebuffer) -> Result<SourceLayout, String> {
@@ -178,11 +183,11 @@ fn copier_for(current: Option<Copier>, fb: &Framebuffer) -> Result<Copier, Strin
         }
     }
     let tracker = DamageTracker::new(layout).map_err(|e| e.to_string())?;
-    let frame = Arc::new(Frame::new(fb.width, fb.height).map_err(|e| e.to_string())?);
+    let chain = FrameChain::new(fb.width, fb.height).map_err(|e| e.to_string())?;
     Ok(Copier {
         layout,
         tracker,
-        frame,
+        chain,
     })
 }
 
@@ -202,24 +207,27 @@ fn copy_loop(
         let start = Instant::now();
         match copier_for(copier.take(), &job.fb) {
             Ok(mut c) => {
-                // Clones only if an encoder or a snapshot still holds the
-                // previous picture; either way this is the worker's time,
-                // not the guest's.
-                let frame = Arc::make_mut(&mut c.frame);
-                match c.tracker.update(&*job.fb.buffer, frame) {
-                    Ok(damage) => {
+                let result = c.chain.update(&mut c.tracker, &*job.fb.buffer);
+                let copied = c.chain.last_copied_bytes();
+                match result {
+                    Ok((frame, damage)) => {
                         let changed = !damage.is_empty();
                         feed.publish(FrameUpdate {
-                            frame: c.frame.clone(),
+                            frame: frame.clone(),
                             damaged: changed,
                             captured: job.flipped,
                         });
-                        output.record_copy(c.frame.clone(), start.elapsed(), changed);
+                        output.record_copy(frame, start.elapsed(), changed, copied);
                     }
                     Err(e) => {
                         tracing::warn!(guest = key.domid, device = key.devid, connector = key.connector,
                             fb = job.fb.cookie, error = %e, "cannot copy the flipped framebuffer");
+                        // The chain's frames are intact (the failed update
+                        // wrote only into a recycled one it dropped); the
+                        // tracker's hashes are not, so compare everything next
+                        // time.
                         c.tracker.invalidate();
+                        output.record_copied_bytes(copied);
                     }
                 }
                 copier = Some(c);

@@ -45,6 +45,12 @@ pub struct FlipStats {
     pub copy_time_last: Duration,
     pub copy_time_max: Duration,
     pub copy_time_total: Duration,
+    /// Bytes written into the gateway's frames by all copies: changed tiles,
+    /// the tiles a recycled frame caught up on, whole frames when none was
+    /// free. Proportional to damage, not to flips × screen size.
+    pub bytes_copied: u64,
+    /// The same, for the last copy only.
+    pub bytes_copied_last: u64,
     /// When the guest last flipped.
     pub last_flip: Option<SystemTime>,
 }
@@ -62,6 +68,8 @@ pub struct ConnectorOutput {
     copy_us_last: AtomicU64,
     copy_us_max: AtomicU64,
     copy_us_total: AtomicU64,
+    bytes_copied: AtomicU64,
+    bytes_copied_last: AtomicU64,
     last_flip_us: AtomicU64,
 }
 
@@ -78,6 +86,8 @@ impl ConnectorOutput {
             copy_us_last: AtomicU64::new(0),
             copy_us_max: AtomicU64::new(0),
             copy_us_total: AtomicU64::new(0),
+            bytes_copied: AtomicU64::new(0),
+            bytes_copied_last: AtomicU64::new(0),
             last_flip_us: AtomicU64::new(0),
         }
     }
@@ -107,6 +117,8 @@ impl ConnectorOutput {
             copy_time_last: us(&self.copy_us_last),
             copy_time_max: us(&self.copy_us_max),
             copy_time_total: us(&self.copy_us_total),
+            bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
+            bytes_copied_last: self.bytes_copied_last.load(Ordering::Relaxed),
             last_flip: (last != 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(last)),
         }
     }
@@ -124,8 +136,15 @@ impl ConnectorOutput {
         self.last_flip_us.store(now.max(1), Ordering::Relaxed);
     }
 
-    pub(crate) fn record_copy(&self, frame: SharedFrame, took: Duration, changed: bool) {
+    pub(crate) fn record_copy(
+        &self,
+        frame: SharedFrame,
+        took: Duration,
+        changed: bool,
+        bytes_copied: u64,
+    ) {
         *lock(&self.latest) = Some(frame);
+        self.record_copied_bytes(bytes_copied);
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
         self.copies.fetch_add(1, Ordering::Relaxed);
         if !changed {
@@ -134,6 +153,12 @@ impl ConnectorOutput {
         self.copy_us_last.store(us, Ordering::Relaxed);
         self.copy_us_max.fetch_max(us, Ordering::Relaxed);
         self.copy_us_total.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Bytes a copy wrote into frames (also when it failed half-way).
+    pub(crate) fn record_copied_bytes(&self, bytes: u64) {
+        self.bytes_copied.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes_copied_last.store(bytes, Ordering::Relaxed);
     }
 }
 
