@@ -58,6 +58,8 @@ export class RtcMedia {
     try {
       // A remote desktop wants the frame now, not smooth playout.
       if ("jitterBufferTarget" in e.receiver) e.receiver.jitterBufferTarget = 0;
+      // Chrome's older knob: render as soon as decoded (minimum playout delay 0).
+      if ("playoutDelayHint" in e.receiver) e.receiver.playoutDelayHint = 0;
     } catch {
       // not supported
     }
