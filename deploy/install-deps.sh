@@ -14,7 +14,9 @@ set -euo pipefail
 #  cmake           - the opus crate builds its bundled libopus with it
 #  libvpx-dev      - VP8 encoder/decoder (env-libvpx-sys links it via pkg-config)
 #  ffmpeg          - the display benchmark's comparison (libx264, libvpx)
-packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg)
+#  chromium, chromium-driver - the browser tests (tests/browser) drive Debian's
+#                    headless Chromium through chromedriver
+packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg chromium chromium-driver)
 #  nodejs          - the web client's unit tests (node --test); only when no node
 #                    is on PATH (one installed another way will do)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -10,6 +10,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> cargo build (the binaries the end-to-end tests start)"
+cargo build --workspace --bins --quiet
 echo "==> node --test web/tests/ (the web client's pure modules)"
 node --test web/tests/*.test.js
 echo "==> cargo test"
