@@ -85,10 +85,7 @@ mod tests {
     #[test]
     fn header_layout_is_big_endian_kind_flags_reserved_timestamp() {
         let f = encode(Kind::Video, FLAG_KEYFRAME, 0x0102_0304_0506_0708, b"AU");
-        assert_eq!(
-            f,
-            [1, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, b'A', b'U'].to_vec()
-        );
+        assert_eq!(f, [1, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, b'A', b'U'].to_vec());
         let (h, p) = decode(&f).unwrap();
         assert_eq!(
             h,
@@ -101,7 +98,10 @@ mod tests {
         assert_eq!(p, b"AU");
         let f = encode(Kind::Microphone, 0, 20_000, &[]);
         let (h, p) = decode(&f).unwrap();
-        assert_eq!((h.kind, h.timestamp_us, p.len()), (Kind::Microphone, 20_000, 0));
+        assert_eq!(
+            (h.kind, h.timestamp_us, p.len()),
+            (Kind::Microphone, 20_000, 0)
+        );
     }
 
     #[test]

@@ -391,7 +391,10 @@ mod tests {
             json!({"type":"key","code":"a","down":true}),
         ] {
             assert!(
-                matches!(iv.handle(t, &obj(bad.clone())), Err(Rejected::Invalid { .. })),
+                matches!(
+                    iv.handle(t, &obj(bad.clone())),
+                    Err(Rejected::Invalid { .. })
+                ),
                 "{bad}"
             );
         }
@@ -425,7 +428,10 @@ mod tests {
         let at = |iv: &mut InputValidator, x: f64, y: f64| {
             iv.handle(t, &obj(json!({"type":"move","x":x,"y":y})))
         };
-        assert_eq!(at(&mut iv, 0.0, 0.0), Ok(vec![GuestInput::Pointer { x: 0, y: 0 }]));
+        assert_eq!(
+            at(&mut iv, 0.0, 0.0),
+            Ok(vec![GuestInput::Pointer { x: 0, y: 0 }])
+        );
         assert_eq!(
             at(&mut iv, 1279.0, 719.0),
             Ok(vec![GuestInput::Pointer { x: 65535, y: 65535 }])
@@ -480,7 +486,10 @@ mod tests {
             iv.handle(t, &obj(json!({"type":"wheel","dy":-3}))),
             Ok(vec![GuestInput::Wheel { notches: -3 }])
         );
-        assert_eq!(iv.handle(t, &obj(json!({"type":"wheel","dy":0}))), Ok(vec![]));
+        assert_eq!(
+            iv.handle(t, &obj(json!({"type":"wheel","dy":0}))),
+            Ok(vec![])
+        );
         assert!(iv.handle(t, &obj(json!({"type":"wheel"}))).is_err());
     }
 
@@ -549,9 +558,13 @@ mod tests {
         // Release ends the remaining touches.
         let released = iv.release_all();
         assert_eq!(released.len(), 2);
-        assert!(released
-            .iter()
-            .all(|e| matches!(e, GuestInput::Touch { phase: TouchPhase::Up, .. })));
+        assert!(released.iter().all(|e| matches!(
+            e,
+            GuestInput::Touch {
+                phase: TouchPhase::Up,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -572,9 +585,7 @@ mod tests {
         let mut iv = v();
         let t0 = Instant::now();
         let msg = obj(json!({"type":"move","x":1,"y":1}));
-        let ok = (0..1500)
-            .filter(|_| iv.handle(t0, &msg).is_ok())
-            .count();
+        let ok = (0..1500).filter(|_| iv.handle(t0, &msg).is_ok()).count();
         assert_eq!(ok, 1000);
         assert_eq!(iv.handle(t0, &msg), Err(Rejected::RateLimited));
         // Half a second later half a second's worth is back.

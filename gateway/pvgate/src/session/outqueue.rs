@@ -162,7 +162,11 @@ mod tests {
         }
         q.push_text("pong".into(), true);
         assert_eq!(q.pop(), Some(Outgoing::Text("pong".into())));
-        assert_eq!(q.pop(), Some(Outgoing::Binary(vec![3])), "0..3 were dropped");
+        assert_eq!(
+            q.pop(),
+            Some(Outgoing::Binary(vec![3])),
+            "0..3 were dropped"
+        );
         assert_eq!(q.dropped_audio, 3);
         for _ in 1..MAX_AUDIO_PACKETS {
             assert!(matches!(q.pop(), Some(Outgoing::Binary(_))));

@@ -70,10 +70,14 @@ pub struct ClientStats {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
     Hello(Hello),
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     Ice(IceCandidate),
     Keyframe,
-    Ping { t: Value },
+    Ping {
+        t: Value,
+    },
     Stats(ClientStats),
     /// One of the input messages (`key`, `move`, …), validated later by
     /// [`super::input::InputValidator`], which knows the display and role.
@@ -129,7 +133,12 @@ fn parse_hello(obj: &Map<String, Value>) -> Result<Hello, MessageError> {
         None | Some(Value::Null) => Transport::Webrtc,
         Some(Value::String(s)) if s == "webrtc" => Transport::Webrtc,
         Some(Value::String(s)) if s == "websocket" => Transport::Websocket,
-        Some(_) => return Err(bad("hello", "transport must be \"webrtc\" or \"websocket\"")),
+        Some(_) => {
+            return Err(bad(
+                "hello",
+                "transport must be \"webrtc\" or \"websocket\"",
+            ))
+        }
     };
     let display = match obj.get("display") {
         None | Some(Value::Null) => 0,
@@ -160,7 +169,12 @@ fn parse_hello(obj: &Map<String, Value>) -> Result<Hello, MessageError> {
             }
             out
         }
-        Some(_) => return Err(bad("hello", "codecs must be a list such as [\"h264\",\"vp8\"]")),
+        Some(_) => {
+            return Err(bad(
+                "hello",
+                "codecs must be a list such as [\"h264\",\"vp8\"]",
+            ))
+        }
     };
     Ok(Hello {
         transport,
@@ -329,7 +343,10 @@ pub fn codec_name(codec: Codec) -> &'static str {
 pub fn guest_json(guest: &GuestInfo, tenant: Option<String>, viewers: usize) -> Value {
     let mut v = serde_json::to_value(guest).unwrap_or(Value::Null);
     if let Value::Object(obj) = &mut v {
-        obj.insert("tenant".into(), tenant.map(Value::String).unwrap_or(Value::Null));
+        obj.insert(
+            "tenant".into(),
+            tenant.map(Value::String).unwrap_or(Value::Null),
+        );
         obj.insert("viewers".into(), Value::from(viewers));
     }
     v
@@ -391,7 +408,10 @@ mod tests {
             parse_client(r#"{"type":"launch-missiles"}"#),
             Err(MessageError::UnknownType("launch-missiles".into()))
         );
-        let big = format!(r#"{{"type":"answer","sdp":"{}"}}"#, "a".repeat(MAX_TEXT_FRAME));
+        let big = format!(
+            r#"{{"type":"answer","sdp":"{}"}}"#,
+            "a".repeat(MAX_TEXT_FRAME)
+        );
         assert!(matches!(parse_client(&big), Err(MessageError::TooLarge(_))));
     }
 
@@ -442,9 +462,11 @@ mod tests {
         assert_eq!(v["candidate"], Value::Null);
         assert_eq!(v["sdpMid"], "0");
         assert_eq!(v["sdpMLineIndex"], 0);
-        let v: Value =
-            serde_json::from_str(&ServerMessage::error("no", true).to_json()).unwrap();
-        assert_eq!((v["type"].as_str(), v["fatal"].as_bool()), (Some("error"), Some(true)));
+        let v: Value = serde_json::from_str(&ServerMessage::error("no", true).to_json()).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["fatal"].as_bool()),
+            (Some("error"), Some(true))
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use pvgate_audio::AudioSubscriber;
 use pvgate_media::{Codec, EncoderParams, Subscription};
 use pvgate_platform::DomId;
+use rtc::data_channel::RTCDataChannelInit;
 use rtc::interceptor::{
     BandwidthEstimator, EstimatorStats, Gcc, Interceptor, Packet, PacketReport, Registry, Slot,
     StreamInfo, TaggedPacket,
@@ -22,7 +23,9 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_congestion_control, register_default_interceptors, CongestionFeedback,
 };
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -36,7 +39,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::statistics::report::RTCStatsReportEntry;
-use rtc::data_channel::RTCDataChannelInit;
 use tokio::sync::{mpsc, Notify};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
@@ -544,8 +546,7 @@ impl RtcPeer {
     }
 
     pub async fn apply_answer(&self, sdp: String) -> Result<(), String> {
-        let desc =
-            RTCSessionDescription::answer(sdp).map_err(|e| err("parsing the answer", e))?;
+        let desc = RTCSessionDescription::answer(sdp).map_err(|e| err("parsing the answer", e))?;
         self.pc
             .set_remote_description(desc)
             .await

@@ -54,13 +54,15 @@ impl InputPath {
     ) -> InputPath {
         // Without a device the coordinates are still checked, against the
         // display itself.
-        let space = target.as_ref().map(|t| t.space()).unwrap_or(
-            pvgate_backends::input::InputSpace {
-                pointer: display,
-                touch: display,
-                contacts: 10,
-            },
-        );
+        let space =
+            target
+                .as_ref()
+                .map(|t| t.space())
+                .unwrap_or(pvgate_backends::input::InputSpace {
+                    pointer: display,
+                    touch: display,
+                    contacts: 10,
+                });
         InputPath {
             validator: Mutex::new(InputValidator::new(role, display, space)),
             target,
@@ -175,7 +177,16 @@ pub async fn run(socket: WebSocket, state: AppState, viewer: Viewer, guest: Gues
     let mut sig = Signalling::default();
 
     if let Some(hello) = wait_hello(&mut stream, &outbox, &mut sig).await {
-        serve(&mut stream, &outbox, &mut sig, &state, &viewer, &guest, hello).await;
+        serve(
+            &mut stream,
+            &outbox,
+            &mut sig,
+            &state,
+            &viewer,
+            &guest,
+            hello,
+        )
+        .await;
     }
     outbox.close();
     // Let the writer send what is queued (a fatal error's text), briefly.
@@ -198,13 +209,19 @@ async fn wait_hello(
         let next = tokio::time::timeout_at(deadline, stream.next()).await;
         let msg = match next {
             Err(_) => {
-                fatal(outbox, "no hello within 10 s; reload the page to start again");
+                fatal(
+                    outbox,
+                    "no hello within 10 s; reload the page to start again",
+                );
                 return None;
             }
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(Message::Text(t)))) => t,
             Ok(Some(Ok(Message::Binary(_)))) => {
-                fatal(outbox, "the first message must be hello (text), not binary media");
+                fatal(
+                    outbox,
+                    "the first message must be hello (text), not binary media",
+                );
                 return None;
             }
             Ok(Some(Ok(_))) => continue,
@@ -397,10 +414,7 @@ async fn serve(
                 Ok(peer) => Media::Webrtc(peer),
                 Err(e) => {
                     tracing::warn!(domid, error = %e, "WebRTC session could not start");
-                    return fatal(
-                        outbox,
-                        format!("{e}; retry, or use ?transport=websocket"),
-                    );
+                    return fatal(outbox, format!("{e}; retry, or use ?transport=websocket"));
                 }
             }
         }

@@ -24,7 +24,10 @@ pub enum State {
 pub enum Verdict {
     Handle,
     /// Tell the user (`error` with this message); `fatal`: close after it.
-    Refuse { message: String, fatal: bool },
+    Refuse {
+        message: String,
+        fatal: bool,
+    },
     /// Drop silently (after close).
     Ignore,
 }
@@ -78,7 +81,10 @@ impl Signalling {
                 Answer { .. },
             ) => {
                 if answered {
-                    refuse("the offer was already answered (renegotiation is not supported)", false)
+                    refuse(
+                        "the offer was already answered (renegotiation is not supported)",
+                        false,
+                    )
                 } else {
                     self.state = State::Streaming {
                         transport: Transport::Webrtc,
@@ -155,7 +161,10 @@ mod tests {
             sdp_mline_index: None,
         });
         assert_eq!(s.check(&ice), Verdict::Handle);
-        assert_eq!(s.check(&msg(r#"{"type":"answer","sdp":"v=0"}"#)), Verdict::Handle);
+        assert_eq!(
+            s.check(&msg(r#"{"type":"answer","sdp":"v=0"}"#)),
+            Verdict::Handle
+        );
         assert_eq!(
             s.state(),
             State::Streaming {

@@ -1,2 +1,360 @@
-//! In-process session tests: a real router on loopback, a fake guest whose
-//! display feeds a real encoder hub.
+//! In-process session tests: the real router on loopback, real access
+//! rules from a configuration, a fake guest whose display feeds a real
+//! encoder hub, and a recorder in place of its keyboard.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use pvgate_backends::input::{GuestInput, InputError, InputSpace};
+use pvgate_media::{
+    ConnectorId, EncodeError, EncoderHub, EncoderParams, Frame, FrameUpdate, SharedFrame,
+    Subscription,
+};
+use pvgate_platform::DomId;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::input::InputTarget;
+use crate::access::Access;
+use crate::config::{sha256_hex, Config, StreamingConfig};
+use crate::http::{AppState, DisplayInfo, GatewayView, GuestInfo};
+use crate::session::Sessions;
+
+const DOMID: DomId = 5;
+const W: u32 = 320;
+const H: u32 = 240;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<GuestInput>>);
+
+impl InputTarget for Recorder {
+    fn space(&self) -> InputSpace {
+        InputSpace {
+            pointer: (W, H),
+            touch: (W, H),
+            contacts: 4,
+        }
+    }
+    fn send(&self, batch: &[GuestInput]) -> Result<(), InputError> {
+        self.0.lock().unwrap().extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+struct FakeGuest {
+    hub: EncoderHub,
+    keyboard: Arc<Recorder>,
+}
+
+const CONNECTOR: ConnectorId = ConnectorId {
+    domid: DOMID as u32,
+    device: 0,
+    connector: 0,
+};
+
+impl GatewayView for FakeGuest {
+    fn guests(&self) -> Vec<GuestInfo> {
+        vec![GuestInfo {
+            domid: DOMID,
+            name: "fake".into(),
+            displays: vec![DisplayInfo {
+                index: 0,
+                device: 0,
+                connector: 0,
+                width: W,
+                height: H,
+            }],
+            ..Default::default()
+        }]
+    }
+    fn display_frame(&self, _domid: DomId, _index: usize) -> Option<SharedFrame> {
+        None
+    }
+    fn subscribe_video(
+        &self,
+        domid: DomId,
+        index: usize,
+        params: EncoderParams,
+    ) -> Option<Result<Subscription, EncodeError>> {
+        (domid == DOMID && index == 0).then(|| self.hub.subscribe(CONNECTOR, params))
+    }
+    fn input_target(&self, domid: DomId) -> Option<Arc<dyn InputTarget>> {
+        (domid == DOMID).then(|| self.keyboard.clone() as Arc<dyn InputTarget>)
+    }
+}
+
+struct Server {
+    port: u16,
+    hub: EncoderHub,
+    keyboard: Arc<Recorder>,
+    sessions: Arc<Sessions>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn server() -> Server {
+    let config = Config::parse(
+        &format!(
+            r#"
+[[tenant]]
+name = "t"
+guests = [5]
+[[tenant.token]]
+user = "ctl"
+role = "control"
+sha256 = "{}"
+[[tenant.token]]
+user = "watcher"
+role = "view"
+sha256 = "{}"
+[[tenant]]
+name = "other"
+guests = [6]
+[[tenant.token]]
+user = "o"
+role = "control"
+sha256 = "{}"
+"#,
+            sha256_hex("ctl-token"),
+            sha256_hex("view-token"),
+            sha256_hex("other-token")
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    let hub = EncoderHub::new();
+    let keyboard = Arc::new(Recorder::default());
+    let sessions = Arc::new(Sessions::default());
+    let state = AppState {
+        view: Arc::new(FakeGuest {
+            hub: hub.clone(),
+            keyboard: keyboard.clone(),
+        }),
+        access: Arc::new(Access::from_config(&config)),
+        sessions: sessions.clone(),
+        streaming: Arc::new(StreamingConfig::default()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serve = tokio::spawn(async move {
+        let _ = crate::http::serve(listener, state).await;
+    });
+    // The guest: a changing picture at 30 fps.
+    let feed = hub.feed(CONNECTOR);
+    let flips = tokio::spawn(async move {
+        let mut n = 0u32;
+        loop {
+            let mut f = Frame::new(W, H).unwrap();
+            f.fill_rect(0, 0, W, H, 0x0020_4060);
+            f.fill_rect((n * 4) % (W - 16), 8, 16, 16, 0x00ff_ffff);
+            feed.publish(FrameUpdate {
+                frame: Arc::new(f),
+                damaged: true,
+                captured: Instant::now(),
+            });
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(33)).await;
+        }
+    });
+    Server {
+        port,
+        hub,
+        keyboard,
+        sessions,
+        tasks: vec![serve, flips],
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(port: u16, token: Option<&str>, domid: DomId) -> Result<Ws, (u16, String)> {
+    let q = token.map(|t| format!("?token={t}")).unwrap_or_default();
+    let mut req = format!("ws://127.0.0.1:{port}/api/guests/{domid}/session{q}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "origin",
+        format!("http://127.0.0.1:{port}").parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(rsp)) => Err((
+            rsp.status().as_u16(),
+            String::from_utf8_lossy(rsp.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next text message of `kind` (skipping media).
+async fn text(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("nothing for 20 s")
+            .expect("closed")
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+/// The next video frame's (flags) byte.
+async fn video(ws: &mut Ws) -> u8 {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("no video for 20 s")
+            .expect("closed")
+            .unwrap();
+        if let Message::Binary(b) = m {
+            if b[0] == 1 {
+                return b[1];
+            }
+        }
+    }
+}
+
+async fn hello(ws: &mut Ws) -> Value {
+    send(
+        ws,
+        json!({"type":"hello","transport":"websocket","codecs":["h264"]}),
+    )
+    .await;
+    text(ws, "welcome").await
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_viewers_with_equal_parameters_share_one_encoder() {
+    let s = server().await;
+    let mut a = connect(s.port, Some("ctl-token"), DOMID).await.unwrap();
+    let mut b = connect(s.port, Some("view-token"), DOMID).await.unwrap();
+    hello(&mut a).await;
+    hello(&mut b).await;
+    assert_eq!(video(&mut a).await & 1, 1, "the first frame is a keyframe");
+    assert_eq!(
+        video(&mut b).await & 1,
+        1,
+        "the joiner's first frame is a keyframe"
+    );
+    assert_eq!(s.hub.encoder_count(), 1);
+    assert_eq!(s.sessions.viewer_count(DOMID), 2);
+    let stats = s.sessions.viewer_stats();
+    assert!(stats
+        .iter()
+        .all(|v| v.transport == "websocket" && v.tenant == "t"));
+    drop(a);
+    drop(b);
+    eventually("sessions are removed when their sockets close", || {
+        s.sessions.viewer_count(DOMID) == 0
+    })
+    .await;
+    eventually("the encoder stops with its last viewer", || {
+        s.hub.encoder_count() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_only_input_is_dropped_and_control_input_reaches_the_guest() {
+    let s = server().await;
+    let mut viewer = connect(s.port, Some("view-token"), DOMID).await.unwrap();
+    assert_eq!(hello(&mut viewer).await["role"], "view");
+    send(&mut viewer, json!({"type":"key","code":30,"down":true})).await;
+    let err = text(&mut viewer, "error").await;
+    assert_eq!(err["fatal"], false);
+    assert!(
+        err["message"].as_str().unwrap().contains("only watch"),
+        "{err}"
+    );
+    eventually("the drop is counted", || {
+        s.sessions
+            .viewer_stats()
+            .iter()
+            .any(|v| v.input_dropped >= 1)
+    })
+    .await;
+    assert!(s.keyboard.0.lock().unwrap().is_empty());
+
+    let mut ctl = connect(s.port, Some("ctl-token"), DOMID).await.unwrap();
+    assert_eq!(hello(&mut ctl).await["role"], "control");
+    send(&mut ctl, json!({"type":"key","code":30,"down":true})).await;
+    send(
+        &mut ctl,
+        json!({"type":"button","button":"left","down":true,"x":319,"y":10}),
+    )
+    .await;
+    send(&mut ctl, json!({"type":"ping","t":7})).await;
+    text(&mut ctl, "pong").await;
+    assert_eq!(
+        s.keyboard.0.lock().unwrap().clone(),
+        vec![
+            GuestInput::Key {
+                code: 30,
+                pressed: true
+            },
+            GuestInput::Pointer { x: 319, y: 10 },
+            GuestInput::Key {
+                code: 0x110,
+                pressed: true
+            },
+        ]
+    );
+    // Leaving releases what the session held down.
+    drop(ctl);
+    eventually("keys are released when the session ends", || {
+        let ev = s.keyboard.0.lock().unwrap();
+        ev.contains(&GuestInput::Key {
+            code: 30,
+            pressed: false,
+        }) && ev.contains(&GuestInput::Key {
+            code: 0x110,
+            pressed: false,
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_before_the_upgrade_with_a_json_reason() {
+    let s = server().await;
+    let (status, body) = connect(s.port, None, DOMID).await.err().unwrap();
+    assert_eq!(status, 401);
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, _) = connect(s.port, Some("wrong"), DOMID).await.err().unwrap();
+    assert_eq!(status, 401);
+    let (status, body) = connect(s.port, Some("other-token"), DOMID)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = connect(s.port, Some("ctl-token"), 99).await.err().unwrap();
+    assert_eq!(status, 403, "a guest of no tenant is not revealed");
+    assert_eq!(s.sessions.viewer_count(DOMID), 0);
+}
