@@ -16,6 +16,13 @@ pub struct Viewer<'b> {
     pub browser: &'b Browser,
 }
 
+/// A frame read back from the page.
+pub struct GrabbedFrame {
+    pub image: RgbaImage,
+    /// When the page presented it: milliseconds since the Unix epoch.
+    pub presented_at_ms: f64,
+}
+
 /// Where the guest's picture is on the page, in CSS pixels of the viewport.
 #[derive(Debug, Clone, Copy)]
 pub struct DisplayRect {
@@ -77,6 +84,11 @@ impl<'b> Viewer<'b> {
 
     /// The current video frame at guest size, as the page decoded it.
     pub fn grab_frame(&self) -> anyhow::Result<RgbaImage> {
+        Ok(self.grab_frame_timed()?.image)
+    }
+
+    /// The current frame and when the page presented it.
+    pub fn grab_frame_timed(&self) -> anyhow::Result<GrabbedFrame> {
         let v = self
             .browser
             .session
@@ -92,7 +104,12 @@ impl<'b> Viewer<'b> {
         let h = v["height"].as_u64().context("grabFrame: no height")? as u32;
         let data = base64::engine::general_purpose::STANDARD
             .decode(v["data"].as_str().context("grabFrame: no data")?)?;
-        RgbaImage::from_raw(w, h, data).context("grabFrame: data is not width×height×4 bytes")
+        let image =
+            RgbaImage::from_raw(w, h, data).context("grabFrame: data is not width×height×4 bytes")?;
+        Ok(GrabbedFrame {
+            image,
+            presented_at_ms: v["presentedAt"].as_f64().unwrap_or(f64::NAN),
+        })
     }
 
     /// The strongest frequency between `lo` and `hi` Hz in the received audio.
