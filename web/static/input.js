@@ -90,6 +90,9 @@ export function attachInput(target, opts) {
     if (any && isControl()) send({ type: "release" });
   }
 
+  // Controls drawn over the picture (unmute, messages) are the page's, not the guest's.
+  const overlay = (e) => !!(e.target && e.target.closest && e.target.closest("button, .message"));
+
   const on = [];
   const listen = (el, type, fn, options) => {
     el.addEventListener(type, fn, options);
@@ -114,7 +117,7 @@ export function attachInput(target, opts) {
   });
 
   listen(target, "pointerdown", (e) => {
-    if (e.pointerType === "touch") return;
+    if (e.pointerType === "touch" || overlay(e)) return;
     target.focus({ preventScroll: true });
     if (!isControl()) return;
     const name = buttonName(e.button);
@@ -132,6 +135,7 @@ export function attachInput(target, opts) {
   });
   listen(target, "pointermove", (e) => {
     if (e.pointerType === "touch" || !isControl()) return;
+    if (buttons.size === 0 && overlay(e)) return;
     const p = map(e.clientX, e.clientY);
     if (!p || (!p.inside && buttons.size === 0)) return;
     moveTo(p);
@@ -170,7 +174,7 @@ export function attachInput(target, opts) {
   );
 
   const touch = (phase) => (e) => {
-    if (!isControl()) return;
+    if (!isControl() || (phase === "start" && overlay(e))) return;
     e.preventDefault();
     target.focus({ preventScroll: true });
     for (const t of e.changedTouches) {
