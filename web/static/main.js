@@ -13,6 +13,7 @@ import { AudioOut } from "./audio.js";
 import { attachInput } from "./input.js";
 import { formatStats } from "./stats.js";
 import { ViewerUi } from "./ui.js";
+import { textToKeyMessages, tap } from "./softkeys.js";
 
 const params = viewerParams(location);
 const base = basePath(location.pathname);
@@ -280,6 +281,50 @@ function start() {
     ui.setUnmuteVisible(audio.blocked && !muted);
   });
   ui.micBtn.addEventListener("click", () => setMic(!micTrack));
+
+  // The on-screen keyboard of phones types text into a hidden field; it goes
+  // to the guest as key presses. The field holds one invisible character so
+  // that Backspace has something to delete (and fires an event) and is reset
+  // after every change; words composed by an IME are sent when composed.
+  const SENTINEL = "\u200b";
+  const field = ui.softkb;
+  const resetField = () => {
+    field.value = SENTINEL;
+    field.setSelectionRange(1, 1);
+  };
+  const typeText = (text) => {
+    if (pv.role !== "control") return;
+    for (const m of textToKeyMessages(text)) session.sendInput(m);
+  };
+  ui.keyboardBtn.addEventListener("click", () => {
+    field.focus({ preventScroll: true });
+    resetField();
+  });
+  field.addEventListener("focus", resetField);
+  field.addEventListener("input", (e) => {
+    if (e.isComposing) return;
+    const v = field.value;
+    if (!v.startsWith(SENTINEL)) {
+      if (pv.role === "control") for (const m of tap("Backspace")) session.sendInput(m);
+      typeText(v);
+    } else {
+      typeText(v.slice(SENTINEL.length));
+    }
+    resetField();
+  });
+  field.addEventListener("compositionend", () => {
+    const v = field.value;
+    typeText(v.startsWith(SENTINEL) ? v.slice(SENTINEL.length) : v);
+    resetField();
+  });
+  field.addEventListener("keydown", (e) => {
+    // Keys with a physical code are sent by the screen's own key handler.
+    if (e.code && e.code !== "Unidentified" && e.key !== "Unidentified") return;
+    if (e.key === "Enter") {
+      e.preventDefault();
+      if (pv.role === "control") for (const m of tap("Enter")) session.sendInput(m);
+    }
+  });
 }
 
 start();

@@ -26,6 +26,8 @@ export class ViewerUi {
     this.unmuteBtn = $("unmute");
     this.muteBtn = $("mute");
     this.micBtn = $("mic");
+    this.keyboardBtn = $("keyboard");
+    this.softkb = $("softkb");
     this.statsBtn = $("stats-toggle");
     this.statsEl = $("stats");
     this.fullscreenBtn = $("fullscreen");
@@ -36,6 +38,7 @@ export class ViewerUi {
     // After a click on a control, keys go to the guest again, not to the
     // button (Space or Enter would press it a second time).
     for (const b of doc.querySelectorAll(".bar button")) {
+      if (b === this.keyboardBtn) continue; // it focuses the text field instead
       b.addEventListener("click", () => this.screen.focus({ preventScroll: true }));
     }
   }
@@ -97,6 +100,9 @@ export class ViewerUi {
   setRole(role) {
     this.roleEl.hidden = role !== "view";
     this.screen.classList.toggle("control", role === "control");
+    // Phones and tablets have no keys to capture: offer their on-screen keyboard.
+    const touch = globalThis.matchMedia?.("(pointer: coarse)").matches ?? false;
+    this.keyboardBtn.hidden = !(touch && role === "control");
   }
 
   toggleStats(show = this.statsEl.hidden) {
