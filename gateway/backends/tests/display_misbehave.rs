@@ -159,6 +159,18 @@ async fn invalid_grant_is_refused_with_efault() {
     let s = scenario().await;
     let out = s.misbehave(Mode::InvalidGref).await;
     assert_eq!(out.statuses, vec![-14], "{out:?}");
+    // Every refusal is logged with guest, device and reason.
+    let line = logs()
+        .find(&[
+            "refused displif request",
+            &format!("guest={BAD}"),
+            "DBUF_CREATE",
+            "status=-14",
+        ])
+        .unwrap_or_else(|| panic!("no refusal logged; logs: {:#?}", logs().lines()));
+    for part in ["device=0", "DBUF_CREATE", "reason=", "grant", "status=-14"] {
+        assert!(line.contains(part), "{part:?} missing from {line:?}");
+    }
     s.bad_guest_still_served().await;
     s.end().await;
 }
@@ -233,5 +245,62 @@ async fn a_guest_that_vanishes_mid_stream_does_not_disturb_others() {
     }
     s.flipper.progresses(5).await;
     assert_eq!(backend_state(&s.h, GOOD, &["4"]).await, "4");
+    s.end().await;
+}
+
+/// Hang: the guest keeps its rings, grants and channels but stops reading
+/// events, while its compositor's PG_FLIPs keep coming (its interrupt
+/// handler is what hung). The event page has 63 slots. Pinned down here:
+/// every flip is still answered at once (the gateway never waits for the
+/// guest to read), the first 63 EVT_PG_FLIPs fill the page, every later one
+/// is dropped and counted rather than queued (a hung guest costs no memory),
+/// the device stays connected, and the good guest is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_guest_whose_event_page_fills_is_answered_and_its_events_dropped() {
+    use pvgate_protocol::displif::{DisplRequest, DisplRequestOp, DisplResponse};
+    const EVENT_SLOTS: u64 = 63;
+    const FLIPS: u64 = 100;
+    let mut s = scenario().await;
+    let session = s.bad().displays[0].connected(WAIT).await.unwrap();
+    let mut screen = Screen::new(session.clone(), 0, PixelFormat::Xrgb8888, Scene::Pattern).await;
+    // Normal flips first: their events are read, the page is empty.
+    for _ in 0..3 {
+        assert_eq!(screen.flip_next().await.1, FlipOutcome::Done);
+    }
+    let fb = screen.fbs[0];
+    let ring = session.request_channel(0).expect("connector 0's ring");
+    let frozen = s.bad.take().expect("bad guest").freeze();
+    let k = key(BAD, 0, 0);
+    let before = s.h.outputs.get(k).expect("bad guest's output").stats();
+    assert_eq!(before.events_dropped, 0);
+
+    for i in 0..FLIPS {
+        let rsp = ring
+            .call(|id| {
+                DisplRequest {
+                    id,
+                    op: DisplRequestOp::PgFlip {
+                        fb_cookie: std::num::NonZeroU64::new(fb).unwrap(),
+                    },
+                }
+                .encode()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("flip {i} of the frozen guest was not answered: {e:?}"));
+        let rsp = DisplResponse::decode(&rsp).expect("a response");
+        assert_eq!(rsp.status, 0, "flip {i}");
+    }
+    let after = s.h.outputs.get(k).expect("bad guest's output").stats();
+    assert_eq!(after.flips - before.flips, FLIPS, "every flip answered");
+    assert_eq!(
+        after.events_dropped,
+        FLIPS - EVENT_SLOTS,
+        "63 events fill the page, the rest are dropped, not queued"
+    );
+    // Not treated as a protocol failure: the device stays connected (the
+    // guest may recover and read the 63 events, whose ids are in sequence).
+    assert_eq!(backend_state(&s.h, BAD, &["4"]).await, "4");
+    s.flipper.progresses(5).await;
+    drop(frozen);
     s.end().await;
 }

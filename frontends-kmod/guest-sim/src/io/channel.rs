@@ -250,11 +250,20 @@ impl RequestChannel {
 pub struct EventPage {
     page: GrantedPage,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Set by [`Self::stop`]; the consumer takes it around every event, so
+    /// once `stop` returns not one more event is consumed (aborting the task
+    /// alone takes effect only at its next await, and a busy consumer could
+    /// take several more events first).
+    stopped: Arc<std::sync::Mutex<bool>>,
 }
 
 impl EventPage {
     pub fn new(page: GrantedPage) -> EventPage {
-        EventPage { page, task: None }
+        EventPage {
+            page,
+            task: None,
+            stopped: Arc::default(),
+        }
     }
 
     pub fn gref(&self) -> GrantRef {
@@ -276,6 +285,7 @@ impl EventPage {
     ) {
         let shm = self.page.shm.clone();
         let evtchn = self.page.evtchn.clone();
+        let stopped = self.stopped.clone();
         self.task = Some(tokio::spawn(async move {
             let mut consumer = match EventConsumer::attach(shm, layout) {
                 Ok(c) => c,
@@ -287,6 +297,10 @@ impl EventPage {
             let mut expected: u16 = 0;
             loop {
                 loop {
+                    let stop = stopped.lock().unwrap_or_else(|p| p.into_inner());
+                    if *stop {
+                        return;
+                    }
                     match consumer.next_event() {
                         Ok(Some(ev)) => {
                             let id = u16::from_le_bytes([ev[0], ev[1]]);
@@ -318,6 +332,7 @@ impl EventPage {
 impl EventPage {
     /// Stop consuming (a hung guest), keeping the page and channel.
     pub fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
         if let Some(t) = &self.task {
             t.abort();
         }

@@ -27,6 +27,9 @@ pub struct ConnectorChannel {
     /// xen-drm-front drops an event whose id is not the next one it
     /// expects, starting at 0 on every connection.
     next_event_id: u16,
+    /// EVT_PG_FLIPs dropped since the event page was last found full (the
+    /// warning is logged once per episode, not once per flip).
+    dropping: u64,
 }
 
 impl ConnectorChannel {
@@ -55,6 +58,7 @@ impl ConnectorChannel {
             events,
             event_port,
             next_event_id: 0,
+            dropping: 0,
         })
     }
 
@@ -72,8 +76,18 @@ impl ConnectorChannel {
     }
 
     /// EVT_PG_FLIP. A full page means the guest stopped reading events
-    /// (hung): the event is dropped, the guest times the frame out.
-    fn flip_event(&mut self, fb_cookie: std::num::NonZeroU64) -> Result<bool, String> {
+    /// (hung, or its interrupt handler is stuck): the event is dropped — not
+    /// queued, so a hung guest costs no memory and never delays the flip's
+    /// answer or any other guest — and counted. Its id is not used up, so
+    /// when the guest reads again the ids it sees still run in sequence;
+    /// it times out the frames whose events were dropped, as with a slow
+    /// backend.
+    fn flip_event(
+        &mut self,
+        fb_cookie: std::num::NonZeroU64,
+        output: &ConnectorOutput,
+        ctx: &DeviceContext,
+    ) -> Result<(), String> {
         let ev = DisplEvent {
             id: self.next_event_id,
             kind: DisplEventKind::PgFlip { fb_cookie },
@@ -82,9 +96,27 @@ impl ConnectorChannel {
             Ok(()) => {
                 self.next_event_id = self.next_event_id.wrapping_add(1);
                 let _ = self.event_port.notify();
-                Ok(true)
+                if self.dropping > 0 {
+                    tracing::info!(
+                        guest = ctx.frontend_id,
+                        device = ctx.devid,
+                        connector = self.index,
+                        dropped = self.dropping,
+                        "the guest reads EVT_PG_FLIP again"
+                    );
+                    self.dropping = 0;
+                }
+                Ok(())
             }
-            Err(EventRingError::Full { .. }) => Ok(false),
+            Err(EventRingError::Full { .. }) => {
+                if self.dropping == 0 {
+                    tracing::warn!(guest = ctx.frontend_id, device = ctx.devid, connector = self.index,
+                        "event page full: the guest is not reading EVT_PG_FLIP; dropping events until it does");
+                }
+                self.dropping += 1;
+                output.record_event_dropped();
+                Ok(())
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -194,14 +226,7 @@ async fn drain(
                 let flipped = Instant::now();
                 ch.respond(&rsp)?;
                 if let Some(cookie) = cookie {
-                    if !ch.flip_event(cookie)? {
-                        tracing::warn!(
-                            guest = ctx.frontend_id,
-                            device = ctx.devid,
-                            connector = conn,
-                            "event page full: the guest is not reading EVT_PG_FLIP; event dropped"
-                        );
-                    }
+                    ch.flip_event(cookie, output, ctx)?;
                 }
                 output.record_flip();
                 if let Some(h) = &shared.hook {
@@ -239,7 +264,7 @@ async fn drain(
                 if is_flip && answer.response.status == 0 {
                     // A flip while the display is off: still the guest's vsync.
                     if let pvgate_protocol::displif::DisplRequestOp::PgFlip { fb_cookie } = req.op {
-                        ch.flip_event(fb_cookie)?;
+                        ch.flip_event(fb_cookie, output, ctx)?;
                         output.record_flip();
                     }
                 }

@@ -51,6 +51,9 @@ pub struct FlipStats {
     pub bytes_copied: u64,
     /// The same, for the last copy only.
     pub bytes_copied_last: u64,
+    /// EVT_PG_FLIPs dropped because the guest's event page was full (it
+    /// stopped reading events); the flips themselves were answered.
+    pub events_dropped: u64,
     /// When the guest last flipped.
     pub last_flip: Option<SystemTime>,
 }
@@ -70,6 +73,7 @@ pub struct ConnectorOutput {
     copy_us_total: AtomicU64,
     bytes_copied: AtomicU64,
     bytes_copied_last: AtomicU64,
+    events_dropped: AtomicU64,
     last_flip_us: AtomicU64,
 }
 
@@ -88,6 +92,7 @@ impl ConnectorOutput {
             copy_us_total: AtomicU64::new(0),
             bytes_copied: AtomicU64::new(0),
             bytes_copied_last: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
             last_flip_us: AtomicU64::new(0),
         }
     }
@@ -119,6 +124,7 @@ impl ConnectorOutput {
             copy_time_total: us(&self.copy_us_total),
             bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
             bytes_copied_last: self.bytes_copied_last.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
             last_flip: (last != 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(last)),
         }
     }
@@ -153,6 +159,10 @@ impl ConnectorOutput {
         self.copy_us_last.store(us, Ordering::Relaxed);
         self.copy_us_max.fetch_max(us, Ordering::Relaxed);
         self.copy_us_total.fetch_add(us, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_event_dropped(&self) {
+        self.events_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Bytes a copy wrote into frames (also when it failed half-way).
