@@ -298,6 +298,88 @@ impl SoundStream {
         Ok(out)
     }
 
+    /// SET_VOLUME: one value per channel in 0.001 dB. sndif carries the
+    /// values in the stream's buffer (here at its start). snd-xen-front does
+    /// not send it today; the protocol has it and the backend applies it.
+    ///
+    /// May run while [`Self::play`] runs on another task: the buffer is held
+    /// until the backend answered, so playback cannot overwrite the values
+    /// first; a WRITE already in flight over the buffer's first bytes carries
+    /// the values as two frames of audio, as it would on a real guest.
+    pub async fn set_volume(&self, mdb: &[i32]) -> Result<(), SoundError> {
+        let bytes: Vec<u8> = mdb.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let range = RwRange {
+            offset: 0,
+            length: bytes.len() as u32,
+        };
+        self.with_buffer_values(&bytes, "SET_VOLUME", SndRequestOp::SetVolume(range))
+            .await
+            .map(drop)
+    }
+
+    /// GET_VOLUME: the backend writes one value per channel (0.001 dB) into
+    /// the start of the buffer.
+    pub async fn get_volume(&self) -> Result<Vec<i32>, SoundError> {
+        let (_, _, channels, _, _) = self
+            .open_params()
+            .await
+            .ok_or_else(|| SoundError::Usage("GET_VOLUME before OPEN".into()))?;
+        let length = u32::from(channels) * 4;
+        let out = self
+            .with_buffer_values(
+                &[],
+                "GET_VOLUME",
+                SndRequestOp::GetVolume(RwRange { offset: 0, length }),
+            )
+            .await?;
+        Ok(out
+            .get(..length as usize)
+            .unwrap_or_default()
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// MUTE (`mute`) or UNMUTE the channels whose flag is set (one byte per
+    /// channel, in the buffer like [`Self::set_volume`]'s values).
+    pub async fn set_mute(&self, channels: &[bool], mute: bool) -> Result<(), SoundError> {
+        let flags: Vec<u8> = channels.iter().map(|&c| u8::from(c)).collect();
+        let range = RwRange {
+            offset: 0,
+            length: flags.len() as u32,
+        };
+        let (op, body) = if mute {
+            ("MUTE", SndRequestOp::Mute(range))
+        } else {
+            ("UNMUTE", SndRequestOp::Unmute(range))
+        };
+        self.with_buffer_values(&flags, op, body).await.map(drop)
+    }
+
+    /// Put `values` at the start of the buffer, send `body`, and read back
+    /// the first 64 bytes, all with the buffer held (see
+    /// [`Self::set_volume`]).
+    async fn with_buffer_values(
+        &self,
+        values: &[u8],
+        op: &'static str,
+        body: SndRequestOp,
+    ) -> Result<Vec<u8>, SoundError> {
+        let open = self.open.lock().await;
+        let st = open
+            .as_ref()
+            .ok_or_else(|| SoundError::Usage(format!("{op} before OPEN")))?;
+        st.buffer
+            .write(0, values)
+            .map_err(|e| SoundError::Usage(e.to_string()))?;
+        self.request(op, body).await?;
+        let mut out = vec![0u8; 64.min(st.buffer.size as usize)];
+        st.buffer
+            .read(0, &mut out)
+            .map_err(|e| SoundError::Usage(e.to_string()))?;
+        Ok(out)
+    }
+
     /// CLOSE (`alsa_hw_free`) and free the buffer.
     pub async fn close(&self) -> Result<(), SoundError> {
         let r = self.request("CLOSE", SndRequestOp::Close).await;
