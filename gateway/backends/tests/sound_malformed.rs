@@ -1,7 +1,8 @@
-//! A guest breaking the protocol on one stream gets error statuses (and a
-//! log line naming guest, device, stream and reason) while its other
-//! stream plays on unharmed; the broken stream still works afterwards; a
-//! corrupt ring closes the device.
+//! A guest breaking the protocol on one stream gets error statuses and a
+//! log line naming guest, device, stream and reason (checked for WRITE
+//! before OPEN and a WRITE past the buffer's end) while its other stream
+//! plays on unharmed; the broken stream still works afterwards; a corrupt
+//! ring closes the device.
 
 mod sound_common;
 
@@ -96,6 +97,18 @@ async fn bad_requests_are_refused_without_harming_the_other_stream() {
         vec![-22, -14, -22, -22, -22, -22],
         "WRITE before OPEN, bad directory, unknown format, compressed format, TRIGGER before OPEN, garbage"
     );
+    // The operator can tell who did what: guest, device, stream, reason.
+    let line = logs()
+        .find(&["request refused", "WRITE before OPEN"])
+        .unwrap_or_else(|| panic!("no refusal logged; logs: {:#?}", logs().lines()));
+    for part in [
+        format!("guest={DOMID}"),
+        "device=0".to_string(),
+        "stream 0".to_string(),
+        "reason=WRITE before OPEN".to_string(),
+    ] {
+        assert!(line.contains(&part), "{part:?} missing from {line:?}");
+    }
     assert!(rig.output(0).open_info().is_none());
     // Only the good stream's 8 buffer pages may be mapped.
     assert!(
@@ -140,6 +153,14 @@ async fn bad_requests_are_refused_without_harming_the_other_stream() {
         .await,
         vec![-16, -22, -22, -22, -22],
         "OPEN twice, WRITE past the end, WRITE at a wrapping offset, READ on playback, SET_VOLUME short of 2 channels"
+    );
+    let past_end = format!("WRITE: offset {} + length 64 is outside", BUFFER - 16);
+    let line = logs()
+        .find(&["request refused", &past_end])
+        .unwrap_or_else(|| panic!("WRITE past the end not logged; logs: {:#?}", logs().lines()));
+    assert!(
+        line.contains(&format!("guest={DOMID}")) && line.contains("device=0"),
+        "{line}"
     );
     // The broken stream still plays.
     play_tone(&bad, 1).await;

@@ -65,7 +65,7 @@ impl StreamTask {
             match result {
                 Ok(()) => {}
                 Err(Fatal::Device(reason)) => {
-                    tracing::warn!(stream = %self.name, %reason, "closing the device");
+                    tracing::warn!(guest = self.ctx.frontend_id, device = self.ctx.devid, stream = %self.name, %reason, "closing the device");
                     self.ctx.fail(format!("{}: {reason}", self.name));
                     break;
                 }
@@ -111,7 +111,7 @@ impl StreamTask {
                     Incoming::Request(req) => {
                         let result = self.core.handle(&req, now, &mut self.mapper, positions);
                         if let Err(r) = &result {
-                            tracing::warn!(stream = %self.name, op = req.op.op().name(), reason = %r, "request refused");
+                            tracing::warn!(guest = self.ctx.frontend_id, device = self.ctx.devid, stream = %self.name, op = req.op.op().name(), reason = %r, "request refused");
                         }
                         response(&req, &result).encode()
                     }
@@ -120,7 +120,7 @@ impl StreamTask {
                         operation,
                         refusal,
                     } => {
-                        tracing::warn!(stream = %self.name, op = %requests::op_name(operation), reason = %refusal, "request refused");
+                        tracing::warn!(guest = self.ctx.frontend_id, device = self.ctx.devid, stream = %self.name, op = %requests::op_name(operation), reason = %refusal, "request refused");
                         response
                     }
                 };
