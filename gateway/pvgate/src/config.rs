@@ -88,7 +88,7 @@ pub struct Tenant {
 }
 
 /// A loaded, validated configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Config {
     /// Origins (`scheme://host[:port]`, normalised) allowed to open the
     /// session WebSocket besides the gateway's own.
@@ -101,18 +101,6 @@ pub struct Config {
     pub metrics_token_sha256: Option<[u8; 32]>,
     pub streaming: StreamingConfig,
     pub tenants: Vec<Tenant>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            allowed_origins: Vec::new(),
-            trust_proxy_headers: false,
-            metrics_token_sha256: None,
-            streaming: StreamingConfig::default(),
-            tenants: Vec::new(),
-        }
-    }
 }
 
 /// A configuration error, with where it is.

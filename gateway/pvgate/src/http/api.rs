@@ -51,6 +51,21 @@ fn not_found(what: String) -> Response {
         .into_response()
 }
 
+/// Why a guest or display cannot be shown to this viewer.
+enum Refused {
+    Access(AccessError),
+    NotFound(String),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Access(e) => e.into_response(),
+            Refused::NotFound(what) => not_found(what),
+        }
+    }
+}
+
 fn server_error(what: String) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,17 +88,17 @@ fn decorate(state: &AppState, mut guest: GuestInfo) -> GuestInfo {
 
 /// The guest `domid` if `viewer` may open it: 404 if no such guest is
 /// served, 403 if another tenant's.
-fn guest_for(state: &AppState, viewer: &Viewer, domid: DomId) -> Result<GuestInfo, Response> {
+fn guest_for(state: &AppState, viewer: &Viewer, domid: DomId) -> Result<GuestInfo, Refused> {
     let guest = state
         .view
         .guests()
         .into_iter()
         .find(|g| g.domid == domid)
-        .ok_or_else(|| not_found(format!("no guest with domid {domid} is served here")))?;
+        .ok_or_else(|| Refused::NotFound(format!("no guest with domid {domid} is served here")))?;
     state
         .access
         .may_open(viewer, domid, &guest.name)
-        .map_err(IntoResponse::into_response)?;
+        .map_err(Refused::Access)?;
     Ok(decorate(state, guest))
 }
 
@@ -105,7 +120,7 @@ pub async fn get_guest(
 ) -> Response {
     match guest_for(&state, &viewer, domid) {
         Ok(guest) => Json(guest).into_response(),
-        Err(rsp) => rsp,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -115,10 +130,10 @@ fn frame_for(
     viewer: &Viewer,
     domid: DomId,
     index: usize,
-) -> Result<SharedFrame, Response> {
+) -> Result<SharedFrame, Refused> {
     guest_for(state, viewer, domid)?;
     state.view.display_frame(domid, index).ok_or_else(|| {
-        not_found(format!(
+        Refused::NotFound(format!(
             "guest {domid} has no display {index} with a picture yet (see GET /api/guests/{domid})"
         ))
     })
@@ -173,7 +188,7 @@ async fn snapshot_as(
             })
             .await
         }
-        Err(rsp) => rsp,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -184,7 +199,7 @@ pub async fn thumbnail_jpg(
 ) -> Response {
     match frame_for(&state, &viewer, domid, index) {
         Ok(frame) => picture("image/jpeg", move || thumbnail::encode(&frame)).await,
-        Err(rsp) => rsp,
+        Err(refused) => refused.into_response(),
     }
 }
 
