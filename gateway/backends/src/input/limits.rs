@@ -77,6 +77,16 @@ impl RateBudget {
         self.micro_tokens -= need;
         true
     }
+
+    /// Give back tokens for events that were taken but not delivered (the
+    /// ring was full): the cap is on what reaches the guest.
+    pub fn refund(&mut self, events: u64) {
+        let cap = self.burst * 1_000_000;
+        self.micro_tokens = self
+            .micro_tokens
+            .saturating_add(events.saturating_mul(1_000_000))
+            .min(cap);
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +106,11 @@ mod tests {
         assert!(b.take(10, 60_000_000_000));
         // Time going backwards refills nothing and does not panic.
         assert!(!b.take(1, 5));
+        // Refunds never exceed the burst.
+        b.refund(3);
+        assert!(b.take(3, 5));
+        b.refund(u64::MAX);
+        assert!(!b.take(11, 5));
+        assert!(b.take(10, 5));
     }
 }

@@ -191,6 +191,7 @@ impl DeviceIo {
                 Ok(())
             }
             Ok(false) => {
+                ring.budget.refund(n as u64);
                 self.counters
                     .dropped_full
                     .fetch_add(n as u64, Ordering::Relaxed);
