@@ -86,19 +86,20 @@ fn decorate(state: &AppState, mut guest: GuestInfo) -> GuestInfo {
     guest
 }
 
-/// The guest `domid` if `viewer` may open it: 404 if no such guest is
-/// served, 403 if another tenant's.
+/// The guest `domid` if `viewer` may open it: 403 if it is not the
+/// viewer's tenant's, 404 if it is but is not served. Ownership is checked
+/// first (a domid nobody runs belongs to no tenant by name), so another
+/// tenant cannot probe which domids exist; the session WebSocket does the
+/// same.
 fn guest_for(state: &AppState, viewer: &Viewer, domid: DomId) -> Result<GuestInfo, Refused> {
-    let guest = state
-        .view
-        .guests()
-        .into_iter()
-        .find(|g| g.domid == domid)
-        .ok_or_else(|| Refused::NotFound(format!("no guest with domid {domid} is served here")))?;
+    let guest = state.view.guests().into_iter().find(|g| g.domid == domid);
+    let name = guest.as_ref().map_or("", |g| g.name.as_str());
     state
         .access
-        .may_open(viewer, domid, &guest.name)
+        .may_open(viewer, domid, name)
         .map_err(Refused::Access)?;
+    let guest = guest
+        .ok_or_else(|| Refused::NotFound(format!("no guest with domid {domid} is served here")))?;
     Ok(decorate(state, guest))
 }
 
@@ -284,7 +285,7 @@ mod tests {
 metrics_token_sha256 = "{}"
 [[tenant]]
 name = "acme"
-guests = ["acme-*"]
+guests = [6, "acme-*"]
 [[tenant.token]]
 user = "alice"
 role = "control"
@@ -434,9 +435,13 @@ sha256 = "{}"
                 "{uri}"
             );
         }
+        // A domid nobody runs: 403 (whether it exists is none of acme's
+        // business), unless acme owns it, then 404.
         let r = get("/api/guests/42?token=alice-token").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = get("/api/guests/6?token=alice-token").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
-        assert!(r.json()["error"].as_str().unwrap().contains("domid 42"));
+        assert!(r.json()["error"].as_str().unwrap().contains("domid 6"));
         let r = get("/api/guests/5/displays/3/thumbnail.jpg?token=alice-token").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         // A path that is not a domid is refused, not a crash.
