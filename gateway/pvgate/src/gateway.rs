@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pvgate_backends::display::{self, DisplayLimits, DisplayOutputs};
+use pvgate_backends::input::{self, InputKind, InputLimits, InputOutputs, InputSink};
 use pvgate_backends::sound::{self, SoundLimits, SoundOutputs};
 use pvgate_backends::sound::StreamOutput;
 use pvgate_media::{EncodeError, EncoderHub, EncoderParams, SharedFrame, Subscription};
@@ -22,8 +23,11 @@ pub struct Gateway {
     pub displays: DisplayOutputs,
     pub encoders: EncoderHub,
     pub sounds: SoundOutputs,
+    /// Every connected vkbd/vinput device, for the session layer.
+    pub inputs: InputOutputs,
     display_limits: DisplayLimits,
     sound_limits: SoundLimits,
+    input_limits: InputLimits,
     /// `/local/domain/<id>/name` of every guest we serve.
     names: Mutex<BTreeMap<DomId, String>>,
     /// Stop switches of the running device tasks.
@@ -42,8 +46,10 @@ impl Gateway {
             displays: DisplayOutputs::new(),
             encoders: EncoderHub::new(),
             sounds: SoundOutputs::default(),
+            inputs: InputOutputs::new(),
             display_limits: DisplayLimits::default(),
             sound_limits: SoundLimits::default(),
+            input_limits: InputLimits::default(),
             names: Mutex::new(BTreeMap::new()),
             devices: Mutex::new(BTreeMap::new()),
         })
@@ -89,8 +95,20 @@ impl Gateway {
                 });
                 true
             }
-            _ => {
-                tracing::warn!(device = %name, "input devices are not served by this build yet; the guest's xen-kbdfront will wait");
+            "vkbd" | "vinput" => {
+                let kind = InputKind::from_backend_kind(device.kind).unwrap_or(InputKind::Vkbd);
+                let (outputs, limits) = (self.inputs.clone(), self.input_limits.clone());
+                tokio::spawn(async move {
+                    let result = input::serve_device_as(
+                        kind, platform, frontend, devid, outputs, limits, stop,
+                    )
+                    .await;
+                    this.device_ended(&name, result);
+                });
+                true
+            }
+            other => {
+                tracing::warn!(device = %name, kind = other, "not a device kind this build serves");
                 false
             }
         };
@@ -154,6 +172,11 @@ impl Gateway {
             .list()
             .into_iter()
             .find(|s| s.key.domid == domid && s.direction == direction)
+    }
+
+    /// The guest's input device (its lowest connected vkbd/vinput devid).
+    pub fn input(&self, domid: DomId) -> Option<InputSink> {
+        self.inputs.get(domid)
     }
 
     /// The displays of a guest in API order (device, then connector).
