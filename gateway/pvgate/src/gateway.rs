@@ -230,9 +230,7 @@ impl GatewayView for Gateway {
                     })
                     .collect(),
                 sound: self.guest_sound(domid),
-                // The kbdif backend reports connected input devices through
-                // `Gateway::input` once it lands; until then none is shown.
-                input: false,
+                input: self.input(domid).is_some(),
                 ..GuestInfo::default()
             })
             .collect()

@@ -2,10 +2,10 @@
 //! client and the session WebSocket (web/PROTOCOL.md is the contract).
 
 mod api;
-pub mod metrics;
-mod thumbnail;
 mod assets;
+pub mod metrics;
 pub mod snapshot;
+mod thumbnail;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -170,10 +170,7 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
     })
 }
 
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-) -> anyhow::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     axum::serve(listener, router(state))
         .await
         .context("the HTTP server stopped")
