@@ -72,8 +72,8 @@ impl InRingProducer {
         let unconsumed = self.unconsumed(cons)?;
         let mut offsets = Vec::with_capacity(count.min(RING_LEN as usize));
         let mut prod = self.prod;
-        let mut busy = unconsumed;
-        for _ in 0..count {
+        // `busy`: entries before `prod` the guest has not consumed yet.
+        for busy in (unconsumed..).take(count) {
             if busy >= RING_LEN || slot_taken(prod, busy) {
                 return Ok(Placement::Full {
                     free: offsets.len() as u32,
@@ -81,7 +81,6 @@ impl InRingProducer {
             }
             offsets.push(slot_offset(prod));
             prod = prod.wrapping_add(1);
-            busy += 1;
         }
         self.prod = prod;
         Ok(Placement::Write {
