@@ -74,6 +74,22 @@ fn server_error(what: String) -> Response {
         .into_response()
 }
 
+/// Headers on every response. Viewer pages carry their token in the URL
+/// (`/view/5?token=…`), so no Referer may ever take that URL elsewhere; and
+/// no browser may guess a type other than the one we send.
+pub async fn security_headers(mut rsp: Response) -> Response {
+    let h = rsp.headers_mut();
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    rsp
+}
+
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -362,6 +378,11 @@ sha256 = "{}"
     #[tokio::test]
     async fn health_and_the_web_client_need_no_token() {
         assert_eq!(get("/healthz").await.status, StatusCode::OK);
+        let r = get("/view/5?token=alice-token").await;
+        assert_eq!(r.status, StatusCode::OK);
+        // The page's URL holds the token: it must not leak through Referer.
+        assert_eq!(r.headers["referrer-policy"], "no-referrer");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
         assert_eq!(get("/").await.status, StatusCode::OK);
     }
 

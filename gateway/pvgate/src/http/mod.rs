@@ -160,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics::metrics))
         .merge(crate::session::routes())
+        .layer(axum::middleware::map_response(api::security_headers))
         .with_state(state)
 }
 
