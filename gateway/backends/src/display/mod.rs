@@ -7,6 +7,7 @@
 //! | [`requests`] | [`DisplayState`]: the request logic (buffers, framebuffers, modes, EDID), a request in, a status and an effect out |
 //! | [`buffers`] | display buffers (guest pages via the page directory, or ours for be-alloc) and framebuffers |
 //! | [`flip`] | the copy worker: flipped framebuffer → gateway frame → encoder hub, after the guest was answered |
+//! | [`flip_bench`] | PG_FLIP → EVT_PG_FLIP latency against the simulated guest (`cargo bench`, `pvgate bench display`) |
 //! | [`edid`] | the EDID block GET_EDID returns |
 //! | [`outputs`] | [`DisplayOutputs`]: every guest screen, for the HTTP layer |
 //! | [`limits`] | per-guest caps and the flood guard |
@@ -17,6 +18,7 @@ pub mod buffers;
 pub mod connector;
 pub mod edid;
 pub mod flip;
+pub mod flip_bench;
 pub mod limits;
 pub mod outputs;
 pub mod requests;

@@ -2,6 +2,7 @@
 //! they can go straight into the README.
 
 use anyhow::Context;
+use pvgate_backends::display::flip_bench;
 use pvgate_media::bench::{run_display_bench, BenchOptions};
 
 use crate::cli::{BenchCommand, BenchDisplayArgs};
@@ -24,6 +25,7 @@ async fn display(args: BenchDisplayArgs) -> anyhow::Result<()> {
     if !args.size.is_empty() {
         opts.sizes = args.size.clone();
     }
+    let sizes = opts.sizes.clone();
     let runs = opts.sizes.len() * opts.contents.len();
     eprintln!(
         "pvgate bench display: {runs} runs of {} frames each ({} sizes × {} contents){}; this takes a few minutes…",
@@ -36,5 +38,18 @@ async fn display(args: BenchDisplayArgs) -> anyhow::Result<()> {
         .await
         .context("the benchmark thread failed")?;
     println!("{}", report.to_markdown());
+    // The guest's side of the display path, in the same run: the flip
+    // latency the guest's compositor waits for, with and without encoders
+    // busy on the same connector.
+    eprintln!(
+        "pvgate bench display: PG_FLIP → EVT_PG_FLIP, {FLIPS} flips at 60 Hz per size, without and with encoders…"
+    );
+    let rows = flip_bench::run(&sizes, FLIPS)
+        .await
+        .context("the flip latency benchmark failed")?;
+    println!("{}", flip_bench::to_markdown(&rows));
     Ok(())
 }
+
+/// Flips measured per configuration: 5 s at 60 Hz, enough for a p99.
+const FLIPS: usize = 300;
