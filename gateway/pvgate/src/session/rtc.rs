@@ -21,7 +21,7 @@ use rtc::interceptor::{
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_congestion_control, register_default_interceptors, CongestionFeedback,
+    configure_congestion_control, configure_nack, configure_rtcp_reports, CongestionFeedback,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
@@ -89,7 +89,6 @@ fn video_codec(codec: Codec) -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: pt,
-        ..Default::default()
     }
 }
 
@@ -103,7 +102,6 @@ fn opus_codec() -> RTCRtpCodecParameters {
             rtcp_feedback: vec![],
         },
         payload_type: PT_OPUS,
-        ..Default::default()
     }
 }
 
@@ -294,8 +292,9 @@ impl RtcPeer {
             &mut media,
         )
         .map_err(|e| err("configuring congestion control", e))?;
-        let registry = register_default_interceptors(registry, &mut media)
-            .map_err(|e| err("configuring interceptors", e))?;
+        // The rest of the default chain (NACK, RTCP reports), without its
+        // TWCC receiver: congestion control brought its own.
+        let registry = configure_rtcp_reports(configure_nack(registry, &mut media));
         let registry = registry.with(
             Slot::from(14_000),
             KeyframeRequests {
@@ -312,7 +311,6 @@ impl RtcPeer {
                 urls: s.urls.clone(),
                 username: s.username.clone().unwrap_or_default(),
                 credential: s.credential.clone().unwrap_or_default(),
-                ..Default::default()
             })
             .collect();
         let settings = SettingEngineBuilder::new()
@@ -722,10 +720,8 @@ async fn microphone(track: Arc<dyn TrackRemote>, mic: Arc<Microphone>) {
     }
     while let Some(ev) = track.poll().await {
         match ev {
-            TrackRemoteEvent::OnRtpPacket(pkt) => {
-                if !pkt.payload.is_empty() {
-                    mic.packet(&pkt.payload);
-                }
+            TrackRemoteEvent::OnRtpPacket(pkt) if !pkt.payload.is_empty() => {
+                mic.packet(&pkt.payload);
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}

@@ -89,11 +89,12 @@ impl Host {
         );
         let mut sim = sim;
         // It prints once it is listening.
+        let mut out = BufReader::new(sim.0.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(sim.0.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        out.read_line(&mut line).unwrap();
         assert!(line.contains("simulated Xen running"), "{line}");
+        // Keep reading: a closed pipe would kill it at its next line.
+        std::thread::spawn(move || for _ in out.lines() {});
         let port = free_port();
         let gateway = Reaped(
             Command::new(PVGATE)
