@@ -162,3 +162,34 @@ pub struct SimXenArgs {
     #[arg(long)]
     pub dir: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_tokens_must_go_into_a_url_as_they_are() {
+        assert_eq!(
+            parse_demo_token("test-token_1.~").unwrap(),
+            "test-token_1.~"
+        );
+        assert!(parse_demo_token("").is_err());
+        assert!(parse_demo_token("a&b").unwrap_err().contains("-._~"));
+        assert!(parse_demo_token("a b").is_err());
+        assert!(parse_demo_token(&"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn serve_takes_a_config_or_the_insecure_flag_not_both() {
+        let ok = Cli::try_parse_from(["pvgate", "serve", "--config", "/etc/pvgate.toml"]);
+        assert!(ok.is_ok());
+        let both = Cli::try_parse_from([
+            "pvgate",
+            "serve",
+            "--config",
+            "x.toml",
+            "--insecure-no-auth",
+        ]);
+        assert!(both.is_err());
+    }
+}

@@ -61,3 +61,23 @@ fn check(token: &str) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+
+    #[test]
+    fn tokens_that_would_not_survive_a_header_or_are_guessable_are_refused() {
+        assert!(check("0123456789abcdef").is_ok());
+        for (bad, why) in [
+            ("", "--generate"),
+            ("short", "at least 16"),
+            ("with a space in it, long enough", "spaces"),
+            ("tab\there-and-long-enough", "spaces"),
+        ] {
+            let e = check(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(check(&"x".repeat(513)).is_err());
+    }
+}
