@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pvgate_backends::display::{self, DisplayLimits, DisplayOutputs};
 use pvgate_backends::input::{self, InputKind, InputLimits, InputOutputs, InputSink};
-use pvgate_backends::sound::{self, SoundLimits, SoundOutputs};
 use pvgate_backends::sound::StreamOutput;
+use pvgate_backends::sound::{self, SoundLimits, SoundOutputs};
 use pvgate_media::{EncodeError, EncoderHub, EncoderParams, SharedFrame, Subscription};
 use pvgate_platform::{DomId, Platform};
 use pvgate_protocol::keys::StreamType;
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::discovery::{self, Change, DeviceId};
 use crate::http::{DisplayInfo, GatewayView, GuestInfo};
+use crate::session::input::InputTarget;
 
 /// Everything the gateway serves, shared with the HTTP layer.
 pub struct Gateway {
@@ -290,5 +291,9 @@ impl GatewayView for Gateway {
 
     fn capture_stream(&self, domid: DomId) -> Option<Arc<StreamOutput>> {
         self.first_stream(domid, StreamType::Capture)
+    }
+
+    fn input_target(&self, domid: DomId) -> Option<Arc<dyn InputTarget>> {
+        Gateway::input(self, domid).map(|sink| Arc::new(sink) as Arc<dyn InputTarget>)
     }
 }
