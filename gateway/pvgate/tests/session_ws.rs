@@ -179,3 +179,60 @@ async fn a_session_without_hello_or_with_a_bad_display_is_closed_with_a_reason()
         other => panic!("a bad origin was not refused: {:?}", other.map(|_| ())),
     }
 }
+
+/// The viewer's microphone as kind-3 Opus frames reaches the guest's
+/// capture stream: the guest measures the tone we send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microphone_frames_reach_the_guests_capture_stream() {
+    let host = Host::start();
+    let mut ws = host.connect().await;
+    ws.send(json!({"type":"hello","transport":"websocket","codecs":["vp8"],"mic":true}))
+        .await;
+    let welcome = ws.next_text("welcome").await;
+    assert_eq!(welcome["mic"], true, "{welcome}");
+    assert_eq!(welcome["video"]["codec"], "vp8");
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut phase = 0f32;
+    let step = 2.0 * std::f32::consts::PI * 1000.0 / 48_000.0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0u64;
+    let heard = loop {
+        tick.tick().await;
+        let mut pcm = Vec::with_capacity(960 * 2);
+        for _ in 0..960 {
+            let v = 0.3 * phase.sin();
+            pcm.extend_from_slice(&[v, v]);
+            phase = (phase + step) % (2.0 * std::f32::consts::PI);
+        }
+        let packet = enc.encode_vec_float(&pcm, 1500).unwrap();
+        let mut frame = vec![3u8, 0, 0, 0];
+        frame.extend_from_slice(&(sent * 20_000).to_be_bytes());
+        frame.extend_from_slice(&packet);
+        ws.send_binary(frame).await;
+        sent += 1;
+        let lines = host.guest_lines.lock().unwrap().clone();
+        let tone = lines.iter().find_map(|l| {
+            let hz: f64 = l
+                .strip_prefix("capture vsnd/")?
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("hz="))?
+                .parse()
+                .ok()?;
+            (hz - 1000.0).abs().lt(&30.0).then_some(hz)
+        });
+        if let Some(hz) = tone {
+            break hz;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest never heard the 1 kHz tone: {:?}",
+            lines
+                .iter()
+                .filter(|l| l.starts_with("capture"))
+                .collect::<Vec<_>>()
+        );
+    };
+    assert!((heard - 1000.0).abs() < 30.0);
+}
