@@ -789,3 +789,47 @@ async fn stats_task(
         live.set_loss(loss);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::interceptor::AttributedPacket;
+    use rtc::rtcp::receiver_report::ReceiverReport;
+    use rtc::shared::{TransportContext, TransportMessage};
+
+    fn rtcp(packets: Vec<Box<dyn rtc::rtcp::Packet>>) -> TaggedPacket {
+        TransportMessage {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message: AttributedPacket::from(Packet::Rtcp(packets)),
+        }
+    }
+
+    #[tokio::test]
+    async fn pli_and_fir_wake_the_video_task_and_pass_through() {
+        let wake = Arc::new(Notify::new());
+        let mut i = KeyframeRequests {
+            wake: wake.clone(),
+            read: Default::default(),
+            write: Default::default(),
+        };
+        i.handle_read(rtcp(vec![Box::new(ReceiverReport::default())]))
+            .unwrap();
+        assert!(i.poll_read().is_some(), "other RTCP passes through");
+        let quiet = tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
+        assert!(quiet.is_err(), "a receiver report asks for nothing");
+
+        i.handle_read(rtcp(vec![Box::new(PictureLossIndication::default())]))
+            .unwrap();
+        assert!(i.poll_read().is_some(), "the PLI passes through too");
+        tokio::time::timeout(Duration::from_secs(1), wake.notified())
+            .await
+            .expect("a PLI asks for a keyframe");
+
+        i.handle_read(rtcp(vec![Box::new(FullIntraRequest::default())]))
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), wake.notified())
+            .await
+            .expect("a FIR asks for a keyframe");
+    }
+}
