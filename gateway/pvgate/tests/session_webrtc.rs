@@ -265,5 +265,26 @@ async fn webrtc_video_and_data_channel_input() {
     )
     .unwrap();
     assert_eq!(guest["viewers"], 1);
+    // The gateway measures the viewer's round-trip time from the peer
+    // connection's own statistics and shows it in /metrics.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = session_common::http_get(&format!("{}/metrics", host.base))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let rtt = metrics
+            .lines()
+            .find(|l| l.starts_with("pvgate_viewer_rtt_seconds{") && l.contains("webrtc"));
+        if let Some(line) = rtt {
+            let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(v > 0.0 && v < 1.0, "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no viewer RTT in /metrics:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     pc.close().await.unwrap();
 }

@@ -18,7 +18,7 @@ use super::input::{InputTarget, InputValidator, RateLimit, WARN_EVERY};
 use super::outbox::Outbox;
 use super::protocol::{
     choose_codec, codec_name, guest_json, parse_client, AudioDesc, ClientMessage, DisplayDesc,
-    Hello, MessageError, ServerMessage, Transport, VideoDesc,
+    Hello, ServerMessage, Transport, VideoDesc,
 };
 use super::rtc::{RtcPeer, RtcSetup};
 use super::signalling::{Signalling, Verdict};
@@ -459,15 +459,17 @@ async fn serve(
         }
         let parsed = match parse_client(text.as_str()) {
             Ok(m) => m,
-            Err(e @ MessageError::UnknownType(_)) | Err(e) => {
-                outbox.send(&ServerMessage::error(format!("{e} (ignored)"), false));
+            Err(e) => {
+                // Droppable: a client that floods bad messages and never
+                // reads must not grow our queue.
+                outbox.send_droppable(&ServerMessage::error(format!("{e} (ignored)"), false));
                 continue;
             }
         };
         match sig.check(&parsed) {
             Verdict::Handle => {}
             Verdict::Refuse { message, fatal: f } => {
-                outbox.send(&ServerMessage::error(message, f));
+                outbox.send_droppable(&ServerMessage::error(message, f));
                 if f {
                     sig.close();
                     outbox.close();
@@ -490,7 +492,7 @@ async fn serve(
                 if let Media::Webrtc(peer) = &media {
                     if let Err(e) = peer.add_candidate(c).await {
                         // One bad candidate does not end the session: others may work.
-                        outbox.send(&ServerMessage::error(e, false));
+                        outbox.send_droppable(&ServerMessage::error(e, false));
                     }
                 }
             }
