@@ -84,11 +84,10 @@ async fn gateway_restart_under_a_connected_guest_serves_it_again() {
     let sink = h.sink(52).await;
     // Enough batches that our producer index is well past 0, so a new
     // backend must continue from the page's in_prod.
-    for _ in 0..40 {
+    for i in 1..=40 {
         sink.send(&tap(KEY_A)).expect("delivered");
-        wait_input(input, |s| s.held.is_empty()).await;
+        wait_input(input, |s| s.text.len() == i && s.held.is_empty()).await;
     }
-    wait_input(input, |s| s.text.len() == 40).await;
 
     // The gateway stops without a word, and a new one starts.
     be.stop().await;
