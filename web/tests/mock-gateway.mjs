@@ -90,6 +90,7 @@ function oggPackets(buf) {
 const video = { h264: h264Units(fs.readFileSync(`${TMP}/v.h264`)), vp8: ivfFrames(fs.readFileSync(`${TMP}/v.ivf`)) };
 const audio = oggPackets(fs.readFileSync(`${TMP}/a.ogg`));
 const thumb = fs.readFileSync(`${TMP}/thumb.jpg`);
+fs.rmSync(TMP, { recursive: true, force: true }); // all in memory now
 
 const guest = {
   domid: 5, name: "guest5", tenant: "demo",
