@@ -90,3 +90,39 @@ async fn vinput_without_a_display_gets_the_fallback_space_over_the_toolstacks() 
     guest.shutdown().await;
     be.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_probed_before_the_gateway_keeps_the_space_it_read() {
+    let h = Harness::start().await;
+    let config = guest_config(37, &["connectors=640x360"], &[""]);
+    h.create(&config).await;
+    // xen-kbdfront probes with no backend running: it reads no width or
+    // height and takes its 800×600 default, and never reads them again.
+    let guest = h.start_guest(config).await;
+    let input = &guest.inputs[0];
+    input
+        .device
+        .wait_state(GuestState::Initialised, WAIT)
+        .await
+        .expect("published");
+    let f = input.features().expect("probed");
+    assert_eq!((f.width, f.height, f.abs_pointer), (800, 600, false));
+    let be = h.input_backend(37, 0, InputKind::Vkbd).await;
+    input
+        .device
+        .wait_state(GuestState::Connected, WAIT)
+        .await
+        .expect("connected");
+    let sink = h.sink(37).await;
+    // Not the display's 640×360: positions are in the space the guest has.
+    assert_eq!(sink.space().pointer, (800, 600));
+    // It asked for neither absolute pointer nor touch: relative motion.
+    assert_eq!(sink.space().contacts, 0);
+    sink.send(&[pvgate_backends::input::GuestInput::Pointer { x: 400, y: 300 }])
+        .expect("delivered");
+    // Starting from the middle of its 640×360 screen, +400/+300 relative
+    // clamps at the corner.
+    wait_input(input, |s| s.pointer == (639, 359)).await;
+    guest.shutdown().await;
+    be.stop().await;
+}

@@ -15,6 +15,10 @@ use super::outputs::InputOutputs;
 use super::sink::{DeviceIo, InputSink};
 use crate::xenbus::{DeviceBackend, DeviceContext, DeviceError};
 
+/// xen-kbdfront's pointer size when the backend writes none (fbif.h's
+/// XENFB_WIDTH × XENFB_HEIGHT).
+const XENFB_SIZE: (u32, u32) = (800, 600);
+
 /// What we told the guest at probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Offer {
@@ -106,18 +110,19 @@ impl InputBackend {
         );
         let contacts = self.limits.touch_contacts;
         if matches!(frontend, XenbusState::Initialised | XenbusState::Connected) {
+            // Absent nodes were read as xen-kbdfront's defaults
+            // (XENFB_WIDTH × XENFB_HEIGHT).
             let w = read_u32(ctx, &format!("{be}/{}", kkeys::WIDTH)).await;
             let h = read_u32(ctx, &format!("{be}/{}", kkeys::HEIGHT)).await;
-            if let (Some(w), Some(h)) = (w, h) {
-                let mw = read_u32(ctx, &format!("{be}/{}", kkeys::MT_WIDTH)).await;
-                let mh = read_u32(ctx, &format!("{be}/{}", kkeys::MT_HEIGHT)).await;
-                let mn = read_u32(ctx, &format!("{be}/{}", kkeys::MT_NUM_CONTACTS)).await;
-                return Offer {
-                    pointer: (w, h),
-                    touch: (mw.unwrap_or(w), mh.unwrap_or(h)),
-                    contacts: mn.map_or(contacts, |n| n.min(u32::from(contacts)) as u8),
-                };
-            }
+            let (w, h) = (w.unwrap_or(XENFB_SIZE.0), h.unwrap_or(XENFB_SIZE.1));
+            let mw = read_u32(ctx, &format!("{be}/{}", kkeys::MT_WIDTH)).await;
+            let mh = read_u32(ctx, &format!("{be}/{}", kkeys::MT_HEIGHT)).await;
+            let mn = read_u32(ctx, &format!("{be}/{}", kkeys::MT_NUM_CONTACTS)).await;
+            return Offer {
+                pointer: (w, h),
+                touch: (mw.unwrap_or(XENFB_SIZE.0), mh.unwrap_or(XENFB_SIZE.1)),
+                contacts: mn.map_or(contacts, |n| n.min(u32::from(contacts)) as u8),
+            };
         }
         let size = display_size(ctx, self.limits.max_space)
             .await
