@@ -621,6 +621,12 @@ async fn video_task(
     connected: tokio::sync::watch::Receiver<bool>,
 ) {
     if !wait_connected(connected).await {
+        // Tell the client, so it can fall back rather than wait forever.
+        t.outbox.send(&ServerMessage::error(
+            "WebRTC did not connect within 30 s (a firewall, or a TURN server is needed); retry, or use ?transport=websocket",
+            true,
+        ));
+        t.outbox.close();
         return;
     }
     let Some(pt) = negotiated_pt(&t.sender).await else {
