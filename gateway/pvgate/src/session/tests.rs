@@ -102,6 +102,10 @@ impl Drop for Server {
 }
 
 async fn server() -> Server {
+    server_with(StreamingConfig::default()).await
+}
+
+async fn server_with(streaming: StreamingConfig) -> Server {
     let config = Config::parse(
         &format!(
             r#"
@@ -141,7 +145,7 @@ sha256 = "{}"
         }),
         access: Arc::new(Access::from_config(&config)),
         sessions: sessions.clone(),
-        streaming: Arc::new(StreamingConfig::default()),
+        streaming: Arc::new(streaming),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -357,4 +361,45 @@ async fn refused_before_the_upgrade_with_a_json_reason() {
     let (status, _) = connect(s.port, Some("ctl-token"), 99).await.err().unwrap();
     assert_eq!(status, 403, "a guest of no tenant is not revealed");
     assert_eq!(s.sessions.viewer_count(DOMID), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_disabled_in_the_configuration_means_the_websocket_transport() {
+    let s = server_with(StreamingConfig {
+        webrtc: false,
+        codecs: vec![pvgate_media::Codec::Vp8],
+        ..StreamingConfig::default()
+    })
+    .await;
+    let mut ws = connect(s.port, Some("ctl-token"), DOMID).await.unwrap();
+    send(
+        &mut ws,
+        json!({"type":"hello","transport":"webrtc","codecs":["h264","vp8"]}),
+    )
+    .await;
+    let welcome = text(&mut ws, "welcome").await;
+    assert_eq!(welcome["transport"], "websocket");
+    assert_eq!(
+        welcome["video"]["codec"], "vp8",
+        "the configured codec wins"
+    );
+    assert_eq!(welcome["audio"], Value::Null, "this guest has no sound");
+    assert_eq!(welcome["mic"], false);
+    assert_eq!(video(&mut ws).await & 1, 1);
+    // No offer is made, so an answer is refused (and the session goes on).
+    send(&mut ws, json!({"type":"answer","sdp":"v=0"})).await;
+    let err = text(&mut ws, "error").await;
+    assert_eq!(err["fatal"], false);
+    send(&mut ws, json!({"type":"ping","t":3})).await;
+    assert_eq!(text(&mut ws, "pong").await["t"], 3);
+
+    // A browser that decodes none of the configured codecs is told so.
+    let mut ws = connect(s.port, Some("ctl-token"), DOMID).await.unwrap();
+    send(&mut ws, json!({"type":"hello","codecs":["h264"]})).await;
+    let err = text(&mut ws, "error").await;
+    assert_eq!(err["fatal"], true);
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("no video codec in common"));
 }
