@@ -288,3 +288,173 @@ async fn webrtc_video_and_data_channel_input() {
     }
     pc.close().await.unwrap();
 }
+
+/// The browser's microphone as the audio track of its answer reaches the
+/// guest's capture stream (the gateway offered audio sendrecv).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_microphone_reaches_the_guest() {
+    use rtc::media::Sample;
+    use rtc::media_stream::MediaStreamTrack;
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
+    use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+    use webrtc::media_stream::track_local::TrackLocal;
+
+    let host = Host::start();
+    let mut ws = host.connect().await;
+    ws.send(json!({"type":"hello","transport":"webrtc","codecs":["h264"],"audio":true,"mic":true}))
+        .await;
+    assert_eq!(ws.next_text("welcome").await["mic"], true);
+    let offer = ws.next_text("offer").await;
+    let sdp = offer["sdp"].as_str().unwrap().to_string();
+    let audio_line = sdp.lines().position(|l| l.starts_with("m=audio")).unwrap();
+    assert!(
+        sdp.lines()
+            .skip(audio_line + 1)
+            .take_while(|l| !l.starts_with("m="))
+            .any(|l| l == "a=sendrecv"),
+        "audio is sendrecv when the microphone is allowed: {sdp}"
+    );
+
+    let mut media = MediaEngine::default();
+    media
+        .register_codec(
+            codec(
+                MIME_TYPE_H264,
+                90_000,
+                0,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+                102,
+            ),
+            RtpCodecKind::Video,
+        )
+        .unwrap();
+    let opus_params = codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111);
+    media
+        .register_codec(opus_params.clone(), RtpCodecKind::Audio)
+        .unwrap();
+    let registry =
+        register_default_interceptors(rtc::interceptor::Registry::new(), &mut media).unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_include_loopback_candidate(true)
+                .with_ice_connection_attempts(Some(Duration::from_millis(20)), None)
+                .build(),
+        )
+        .with_handler(Arc::new(Client { tx }))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .build()
+        .await
+        .unwrap();
+    pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap())
+        .await
+        .unwrap();
+    let ssrc = 0x1234_5678;
+    let mic = Arc::new(
+        TrackLocalStaticSample::new(
+            Instant::now(),
+            MediaStreamTrack::new(
+                "browser".into(),
+                "mic".into(),
+                "microphone".into(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: opus_params.rtp_codec.clone(),
+                    ..Default::default()
+                }],
+            ),
+        )
+        .unwrap(),
+    );
+    let sender = pc
+        .add_track(mic.clone() as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let answer = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(answer).await.unwrap();
+    let answer_sdp = pc.local_description().await.unwrap().sdp;
+    ws.send(json!({"type":"answer","sdp":answer_sdp})).await;
+
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).unwrap();
+    let step = 2.0 * std::f32::consts::PI * 1000.0 / 48_000.0;
+    let mut phase = 0f32;
+    let mut pt = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the guest never heard the tone: {:?}",
+            host.guest_lines.lock().unwrap()
+        );
+        tokio::select! {
+            m = ws.next() => {
+                if let In::Text(v) = m {
+                    if v["type"] == "ice" {
+                        if let Some(c) = v["candidate"].as_str() {
+                            pc.add_ice_candidate(RTCIceCandidateInit {
+                                candidate: c.to_string(),
+                                sdp_mid: v["sdpMid"].as_str().map(str::to_string),
+                                sdp_mline_index: v["sdpMLineIndex"].as_u64().map(|i| i as u16),
+                                ..Default::default()
+                            })
+                            .await
+                            .unwrap();
+                        }
+                    }
+                    assert_ne!(v["type"], "error", "{v}");
+                }
+            }
+            Some(ev) = events.recv() => {
+                if let Ev::Candidate(c) = ev {
+                    ws.send(json!({"type":"ice","candidate":c,"sdpMid":"0","sdpMLineIndex":0})).await;
+                }
+            }
+            _ = tick.tick() => {
+                if pt.is_none() {
+                    pt = sender
+                        .get_parameters()
+                        .await
+                        .ok()
+                        .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
+                }
+                if let Some(pt) = pt {
+                    let mut pcm = Vec::with_capacity(960 * 2);
+                    for _ in 0..960 {
+                        let v = 0.3 * phase.sin();
+                        pcm.extend_from_slice(&[v, v]);
+                        phase = (phase + step) % (2.0 * std::f32::consts::PI);
+                    }
+                    let packet = enc.encode_vec_float(&pcm, 1500).unwrap();
+                    let sample = Sample {
+                        data: Bytes::from(packet),
+                        duration: Duration::from_millis(20),
+                        ..Sample::new(Instant::now())
+                    };
+                    // Before the connection is up the write fails; keep going.
+                    let _ = mic.sample_writer(ssrc, pt).write_sample(&sample).await;
+                }
+            }
+        }
+        let heard = host.guest_lines.lock().unwrap().iter().any(|l| {
+            l.starts_with("capture vsnd/")
+                && l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("hz="))
+                    .and_then(|h| h.parse::<f64>().ok())
+                    .is_some_and(|hz| (hz - 1000.0).abs() < 30.0)
+        });
+        if heard {
+            break;
+        }
+    }
+    pc.close().await.unwrap();
+}
