@@ -4,6 +4,21 @@
 //! data channel. Congestion control (TWCC + GCC) drives the encoder
 //! bitrate in shared steps; PLI/FIR from the browser ask the shared
 //! encoder for a keyframe.
+//!
+//! Found with `webrtc` 0.21.1 (each shaped the code below):
+//! - Inbound RTCP (PLI/FIR) never reaches the application unless an
+//!   interceptor marks it; [`KeyframeRequests`] watches the chain instead.
+//! - `register_default_interceptors` and `configure_congestion_control`
+//!   both install a TWCC receiver (the second replaces the first with a
+//!   warning), so only NACK and RTCP reports are added beside congestion
+//!   control.
+//! - The GCC estimator is boxed inside the chain; its target is published
+//!   through an atomic by [`ReportingEstimator`].
+//! - A `0.0.0.0` bind address expands to every interface *except*
+//!   loopback; `127.0.0.1` is bound too (with loopback candidates allowed)
+//!   so viewers on the gateway's own machine connect.
+//! - `RTCIceCandidate::to_json` gives `sdpMid: ""`, which browsers refuse;
+//!   candidates are sent with the offer's first mid instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
