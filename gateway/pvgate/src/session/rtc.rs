@@ -7,13 +7,13 @@
 //!
 //! Found with `webrtc` 0.21.1 (each shaped the code below):
 //! - Inbound RTCP (PLI/FIR) never reaches the application unless an
-//!   interceptor marks it; [`KeyframeRequests`] watches the chain instead.
+//!   interceptor marks it; `KeyframeRequests` watches the chain instead.
 //! - `register_default_interceptors` and `configure_congestion_control`
 //!   both install a TWCC receiver (the second replaces the first with a
 //!   warning), so only NACK and RTCP reports are added beside congestion
 //!   control.
 //! - The GCC estimator is boxed inside the chain; its target is published
-//!   through an atomic by [`ReportingEstimator`].
+//!   through an atomic by `ReportingEstimator`.
 //! - A `0.0.0.0` bind address expands to every interface *except*
 //!   loopback; `127.0.0.1` is bound too (with loopback candidates allowed)
 //!   so viewers on the gateway's own machine connect.
