@@ -87,6 +87,8 @@ impl GatewayView for FakeGuest {
 
 struct Server {
     port: u16,
+    /// The guest's screen size from the next flip on (width, height).
+    size: Arc<Mutex<(u32, u32)>>,
     hub: EncoderHub,
     keyboard: Arc<Recorder>,
     sessions: Arc<Sessions>,
@@ -154,12 +156,15 @@ sha256 = "{}"
     });
     // The guest: a changing picture at 30 fps.
     let feed = hub.feed(CONNECTOR);
+    let size = Arc::new(Mutex::new((W, H)));
+    let flip_size = size.clone();
     let flips = tokio::spawn(async move {
         let mut n = 0u32;
         loop {
-            let mut f = Frame::new(W, H).unwrap();
-            f.fill_rect(0, 0, W, H, 0x0020_4060);
-            f.fill_rect((n * 4) % (W - 16), 8, 16, 16, 0x00ff_ffff);
+            let (w, h) = *flip_size.lock().unwrap();
+            let mut f = Frame::new(w, h).unwrap();
+            f.fill_rect(0, 0, w, h, 0x0020_4060);
+            f.fill_rect((n * 4) % (w - 16), 8, 16, 16, 0x00ff_ffff);
             feed.publish(FrameUpdate {
                 frame: Arc::new(f),
                 damaged: true,
@@ -171,6 +176,7 @@ sha256 = "{}"
     });
     Server {
         port,
+        size,
         hub,
         keyboard,
         sessions,
@@ -402,4 +408,27 @@ async fn webrtc_disabled_in_the_configuration_means_the_websocket_transport() {
         .as_str()
         .unwrap()
         .contains("no video codec in common"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resized_screen_is_announced_and_input_follows_the_new_size() {
+    let s = server().await;
+    let mut ws = connect(s.port, Some("ctl-token"), DOMID).await.unwrap();
+    let welcome = hello(&mut ws).await;
+    assert_eq!(welcome["display"]["width"], W);
+    video(&mut ws).await;
+    *s.size.lock().unwrap() = (160, 128);
+    let r = text(&mut ws, "resolution").await;
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(160), Some(128))
+    );
+    // x=200 was inside the old screen, not the new one.
+    send(&mut ws, json!({"type":"move","x":200,"y":10})).await;
+    let err = text(&mut ws, "error").await;
+    assert!(
+        err["message"].as_str().unwrap().contains("outside"),
+        "{err}"
+    );
+    assert!(s.keyboard.0.lock().unwrap().is_empty());
 }
