@@ -62,6 +62,27 @@ pub enum BenchCommand {
     /// H.264, VP8) at 720p and 1080p for static, desktop and full-motion
     /// content, next to ffmpeg on the same frames.
     Display(BenchDisplayArgs),
+    /// Glass-to-glass latency in headless Chromium (guest draw → browser
+    /// presentation), p50/p99 per size, codec and transport. Needs Debian's
+    /// chromium and chromium-driver and the `pvgate-bench-e2e` binary built
+    /// next to this one (`cargo build --release -p pvgate-browser-tests`).
+    E2e(BenchE2eArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchE2eArgs {
+    /// Frames measured per configuration.
+    #[arg(long, default_value_t = 60)]
+    pub samples: u32,
+    /// Sizes, e.g. 1280x720,1920x1080.
+    #[arg(long, default_value = "1280x720,1920x1080")]
+    pub size: String,
+    /// Codecs: h264, vp8.
+    #[arg(long, default_value = "h264,vp8")]
+    pub codec: String,
+    /// Transports: webrtc, websocket.
+    #[arg(long, default_value = "webrtc,websocket")]
+    pub transport: String,
 }
 
 #[derive(clap::Args, Debug)]

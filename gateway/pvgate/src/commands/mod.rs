@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod bench_e2e;
 mod demo;
 mod hash_token;
 mod serve;
