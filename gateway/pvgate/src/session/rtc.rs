@@ -654,7 +654,7 @@ async fn video_task(
     };
     // Joining mid-stream: the first frame must be a keyframe.
     sub.request_keyframe();
-    let mut last_pts: Option<Duration> = None;
+    let mut last_sent: Option<Instant> = None;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     t.live.set_bitrate(Some(t.steps.current() as u64));
     loop {
@@ -669,12 +669,18 @@ async fn video_task(
                     return;
                 };
                 t.resolution.seen(frame.width, frame.height);
+                // RTP time follows the send clock, not the encoder's pts:
+                // the hub keeps pts at least a frame interval apart, so at
+                // the frame-rate cap they run ahead of real time, and the
+                // browser's jitter buffer grows to match (measured: 10 ms →
+                // 250 ms within seconds). The first frame gets one interval.
+                let now = Instant::now();
                 let frame_interval = Duration::from_secs(1) / t.max_fps.max(1);
-                let duration = match last_pts {
-                    Some(p) if frame.pts > p => frame.pts - p,
-                    _ => frame_interval,
+                let duration = match last_sent {
+                    Some(p) => now.saturating_duration_since(p).clamp(Duration::from_millis(1), Duration::from_secs(1)),
+                    None => frame_interval,
                 };
-                last_pts = Some(frame.pts);
+                last_sent = Some(now);
                 let sample = Sample {
                     data: Bytes::from(frame.data.clone()),
                     duration,
