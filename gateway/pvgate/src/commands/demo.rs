@@ -123,8 +123,11 @@ fn start_guest(guest_sim: &Path, dir: &Path, domid: u16, scene: &str) -> anyhow:
         .args(["--vdispl", "backend=0,be-alloc=0,connectors=1280x720"])
         .args([
             "--vsnd",
-            "card, sample-rates=48000, sample-formats=s16_le | pcm, name=dev0 | stream, type=p",
+            "card, sample-rates=48000, sample-formats=s16_le | pcm, name=dev0 | stream, type=p | stream, type=c",
         ])
+        // Keyboard, absolute pointer and touch: the guest draws its cursor
+        // and echoes keys, so a viewer sees its input arrive.
+        .arg("--vkb")
         .args(["--scene", scene, "--fps", "30"])
         // The guests' own chatter would drown the gateway's log.
         .env("RUST_LOG", "warn")

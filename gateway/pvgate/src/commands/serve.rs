@@ -62,7 +62,9 @@ fn access_of(args: &ServeArgs) -> anyhow::Result<(Access, StreamingConfig)> {
     Ok((Access::insecure_open(), StreamingConfig::default()))
 }
 
-/// Run the device supervisor and the web server until one fails or Ctrl-C.
+/// Run the device supervisor and the web server until one fails, Ctrl-C or
+/// SIGTERM (what systemd, podman and `kill` send: the demo must reap its
+/// guests then too).
 pub async fn serve_until_interrupted(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
@@ -76,7 +78,7 @@ pub async fn serve_until_interrupted(
     let result = tokio::select! {
         result = gateway.run() => result,
         result = http::serve(listener, state) => result,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted() => {
             tracing::info!("interrupted; stopping");
             Ok(())
         }
@@ -85,4 +87,20 @@ pub async fn serve_until_interrupted(
     // Let the device tasks release their mappings and channels.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     result
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
