@@ -59,7 +59,9 @@ impl Browser {
         crate::wait_for("chromedriver to listen", Duration::from_secs(20), || {
             Ok(ureq::get(&format!("{url}/status")).call().ok().map(|_| ()))
         })?;
-        let profile = tempfile::Builder::new().prefix("pvgate-chromium-").tempdir()?;
+        let profile = tempfile::Builder::new()
+            .prefix("pvgate-chromium-")
+            .tempdir()?;
         let (w, h) = opts.window.unwrap_or((1280, 800));
         let mut args = vec![
             "--headless".to_string(),

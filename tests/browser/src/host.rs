@@ -115,7 +115,13 @@ impl Guest {
         wait_for(what, timeout, || {
             Ok(self.lines().into_iter().find(|l| pred(l)))
         })
-        .with_context(|| format!("guest {} said:\n{}", self.spec.domid, tail(&self.lines(), 30)))
+        .with_context(|| {
+            format!(
+                "guest {} said:\n{}",
+                self.spec.domid,
+                tail(&self.lines(), 30)
+            )
+        })
     }
 }
 
@@ -161,7 +167,11 @@ pub struct Host {
     port: u16,
 }
 
-fn spawn_reader<R: std::io::Read + Send + 'static>(r: R, sink: Arc<Mutex<Vec<String>>>, echo: &'static str) {
+fn spawn_reader<R: std::io::Read + Send + 'static>(
+    r: R,
+    sink: Arc<Mutex<Vec<String>>>,
+    echo: &'static str,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
             if !echo.is_empty() {
@@ -177,7 +187,9 @@ impl Host {
     pub fn start(tenants: Vec<Tenant>) -> anyhow::Result<Host> {
         let pvgate = workspace_binary("pvgate")?;
         // Short: unix socket paths are limited to 108 bytes.
-        let dir = tempfile::Builder::new().prefix("pvg-e2e-").tempdir_in("/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("pvg-e2e-")
+            .tempdir_in("/tmp")?;
         let sim = Command::new(&pvgate)
             .arg("sim-xen")
             .arg("--dir")
@@ -200,12 +212,16 @@ impl Host {
             config,
             port,
         };
-        wait_for("the simulated Xen's xenstore socket", Duration::from_secs(20), || {
-            Ok(std::fs::read_dir(host.dir.path())?
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().contains("xenstore"))
-                .then_some(()))
-        })?;
+        wait_for(
+            "the simulated Xen's xenstore socket",
+            Duration::from_secs(20),
+            || {
+                Ok(std::fs::read_dir(host.dir.path())?
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains("xenstore"))
+                    .then_some(()))
+            },
+        )?;
         host.start_gateway()?;
         Ok(host)
     }
@@ -224,7 +240,11 @@ impl Host {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start pvgate serve")?;
-        spawn_reader(child.stderr.take().unwrap(), self.gateway_log.clone(), "gateway");
+        spawn_reader(
+            child.stderr.take().unwrap(),
+            self.gateway_log.clone(),
+            "gateway",
+        );
         self.gateway = Some(child);
         let health = format!("{}/healthz", self.base_url);
         wait_for("the gateway's /healthz", Duration::from_secs(30), || {
@@ -275,7 +295,9 @@ impl Host {
         spawn_reader(child.stdout.take().unwrap(), lines.clone(), "");
         self.guests.push(Guest { spec, child, lines });
         let guest = self.guests.last().unwrap();
-        guest.wait_line("the guest to be ready", Duration::from_secs(60), |l| l == "ready")?;
+        guest.wait_line("the guest to be ready", Duration::from_secs(60), |l| {
+            l == "ready"
+        })?;
         Ok(guest)
     }
 

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 /// A binary of this workspace, built next to the running test.
 pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .ok_or_else(|| anyhow::anyhow!("cannot tell the target directory from {}", exe.display()))?;
+    // A test runs from target/<profile>/deps/, a binary from target/<profile>/.
+    let mut dir = exe.parent().ok_or_else(|| {
+        anyhow::anyhow!("cannot tell the target directory from {}", exe.display())
+    })?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().unwrap_or(dir);
+    }
     let path = dir.join(name);
     anyhow::ensure!(
         path.exists(),

@@ -104,8 +104,8 @@ impl<'b> Viewer<'b> {
         let h = v["height"].as_u64().context("grabFrame: no height")? as u32;
         let data = base64::engine::general_purpose::STANDARD
             .decode(v["data"].as_str().context("grabFrame: no data")?)?;
-        let image =
-            RgbaImage::from_raw(w, h, data).context("grabFrame: data is not width×height×4 bytes")?;
+        let image = RgbaImage::from_raw(w, h, data)
+            .context("grabFrame: data is not width×height×4 bytes")?;
         Ok(GrabbedFrame {
             image,
             presented_at_ms: v["presentedAt"].as_f64().unwrap_or(f64::NAN),
@@ -144,8 +144,12 @@ impl<'b> Viewer<'b> {
             top: v["top"].as_f64().context("displayRect: top")?,
             width: v["width"].as_f64().context("displayRect: width")?,
             height: v["height"].as_f64().context("displayRect: height")?,
-            guest_width: v["guestWidth"].as_u64().context("displayRect: guestWidth")? as u32,
-            guest_height: v["guestHeight"].as_u64().context("displayRect: guestHeight")? as u32,
+            guest_width: v["guestWidth"]
+                .as_u64()
+                .context("displayRect: guestWidth")? as u32,
+            guest_height: v["guestHeight"]
+                .as_u64()
+                .context("displayRect: guestHeight")? as u32,
         })
     }
 

@@ -112,7 +112,12 @@ impl Drop for Session {
     }
 }
 
-fn call(agent: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> anyhow::Result<Value> {
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let req = agent.request(method, url);
     let rsp = match body {
         Some(b) => req.send_json(b),

@@ -15,7 +15,9 @@ use pvgate_browser_tests::host::{GuestSpec, Host, Tenant};
 use pvgate_browser_tests::page::Viewer;
 use pvgate_browser_tests::wait_for;
 use pvgate_guest_sim::content::scene::Renderer;
-use pvgate_guest_sim::content::{decode_strip, find_cursor, psnr, read_text_line, ImageView, PixelLayout, Scene};
+use pvgate_guest_sim::content::{
+    decode_strip, find_cursor, psnr, read_text_line, ImageView, PixelLayout, Scene,
+};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -43,10 +45,15 @@ fn rgba_view(img: &image::RgbaImage) -> ImageView<'_> {
 /// the picture matches the guest's own rendering of that frame.
 fn assert_shows_the_desktop(viewer: &Viewer) -> anyhow::Result<u32> {
     let img = viewer.grab_frame()?;
-    assert_eq!(img.dimensions(), (W, H), "the page's frame is not at guest size");
+    assert_eq!(
+        img.dimensions(),
+        (W, H),
+        "the page's frame is not at guest size"
+    );
     let view = rgba_view(&img);
     let strip = decode_strip(&view).context("no frame-counter strip in the browser's picture")?;
-    let expected = Renderer::new(Scene::Desktop, W, H).render(strip.frame, strip.timestamp_us, None);
+    let expected =
+        Renderer::new(Scene::Desktop, W, H).render(strip.frame, strip.timestamp_us, None);
     let db = psnr(&view, &expected.view()).context("psnr")?;
     assert!(
         db >= 30.0,
@@ -60,15 +67,23 @@ fn video_test(transport: &str) -> anyhow::Result<()> {
     let _one = serial();
     let mut spec = GuestSpec::full(1, W, H);
     spec.vkb = None; // no cursor or text line over the picture
-    // The desktop scene: what a guest's screen mostly is, and with edges
-    // that 4:2:0 chroma keeps (the colour bars lose 3 dB to it alone).
+                     // The desktop scene: what a guest's screen mostly is, and with edges
+                     // that 4:2:0 chroma keeps (the colour bars lose 3 dB to it alone).
     spec.scene = "desktop";
     let host = host_with_guest(spec)?;
     let browser = Browser::start(&BrowserOptions::default())?;
     let token = host.tenants[0].token("view").to_string();
-    let viewer = Viewer::open(&browser, &host.viewer_url(1, &token, &format!("transport={transport}")))?;
+    let viewer = Viewer::open(
+        &browser,
+        &host.viewer_url(1, &token, &format!("transport={transport}")),
+    )?;
     viewer.wait_playing(10, Duration::from_secs(60))?;
-    assert_eq!(viewer.eval("window.pvgate.transport")?, transport, "{}", viewer.debug_state());
+    assert_eq!(
+        viewer.eval("window.pvgate.transport")?,
+        transport,
+        "{}",
+        viewer.debug_state()
+    );
     let first = assert_shows_the_desktop(&viewer)?;
     // And it moves: a later frame, also right.
     let later = wait_for("a later frame", Duration::from_secs(20), || {
@@ -94,14 +109,21 @@ fn audio_test(transport: &str) -> anyhow::Result<()> {
     let host = host_with_guest(GuestSpec::full(1, W, H))?;
     let browser = Browser::start(&BrowserOptions::default())?;
     let token = host.tenants[0].token("view").to_string();
-    let viewer = Viewer::open(&browser, &host.viewer_url(1, &token, &format!("transport={transport}")))?;
+    let viewer = Viewer::open(
+        &browser,
+        &host.viewer_url(1, &token, &format!("transport={transport}")),
+    )?;
     viewer.wait_playing(5, Duration::from_secs(60))?;
     // The guest plays 440 Hz left and 660 Hz right.
     for (lo, hi, want) in [(300.0, 550.0, 440.0), (550.0, 800.0, 660.0)] {
-        let (freq, db) = wait_for("the tone in the page's audio", Duration::from_secs(20), || {
-            let (f, db) = viewer.audio_peak(lo, hi)?;
-            Ok(((f - want).abs() < 15.0 && db > -60.0).then_some((f, db)))
-        })
+        let (freq, db) = wait_for(
+            "the tone in the page's audio",
+            Duration::from_secs(20),
+            || {
+                let (f, db) = viewer.audio_peak(lo, hi)?;
+                Ok(((f - want).abs() < 15.0 && db > -60.0).then_some((f, db)))
+            },
+        )
         .with_context(|| format!("page: {}", viewer.debug_state()))?;
         eprintln!("{transport}: peak {freq:.1} Hz at {db:.1} dB (want {want} Hz)");
     }
@@ -146,13 +168,22 @@ fn clicks_and_keys_reach_the_guest() -> anyhow::Result<()> {
     assert_eq!(status, 200);
     let snap = image::load_from_memory(&png)?.to_rgba8();
     let in_snapshot = find_cursor(&rgba_view(&snap)).context("no cursor in the snapshot")?;
-    assert!(near(in_snapshot), "snapshot cursor at {in_snapshot:?}, clicked {x},{y}; video {in_video:?}");
+    assert!(
+        near(in_snapshot),
+        "snapshot cursor at {in_snapshot:?}, clicked {x},{y}; video {in_video:?}"
+    );
 
     viewer.type_text("hello pv")?;
-    wait_for("the typed text in the guest's text line", Duration::from_secs(10), || {
-        let img = viewer.grab_frame()?;
-        Ok(read_text_line(&rgba_view(&img)).contains("hello pv").then_some(()))
-    })?;
+    wait_for(
+        "the typed text in the guest's text line",
+        Duration::from_secs(10),
+        || {
+            let img = viewer.grab_frame()?;
+            Ok(read_text_line(&rgba_view(&img))
+                .contains("hello pv")
+                .then_some(()))
+        },
+    )?;
 
     // A view-only viewer of the same guest: its click changes nothing.
     let view_only = host.tenants[0].token("view").to_string();
@@ -161,7 +192,8 @@ fn clicks_and_keys_reach_the_guest() -> anyhow::Result<()> {
     let viewer2 = Viewer::open(&browser2, &host.viewer_url(1, &view_only, ""))?;
     viewer2.wait_playing(5, Duration::from_secs(60))?;
     assert_eq!(viewer2.eval("window.pvgate.role")?, "view");
-    viewer2.eval("window.pvgate.send({type: 'button', button: 'left', down: true, x: 10, y: 10})")?;
+    viewer2
+        .eval("window.pvgate.send({type: 'button', button: 'left', down: true, x: 10, y: 10})")?;
     viewer2.click_at(900, 500)?;
     std::thread::sleep(Duration::from_secs(1));
     let after: Vec<String> = guest.lines()[before..].to_vec();
@@ -183,9 +215,11 @@ fn touch_becomes_multi_touch() -> anyhow::Result<()> {
     viewer.wait_playing(5, Duration::from_secs(60))?;
     viewer.touch_two((300, 300), (700, 400), (40, 20))?;
     let guest = host.guest(1);
-    guest.wait_line("a second contact going down", Duration::from_secs(10), |l| {
-        l.contains("input vkbd/0 mtouch contact=1 Down")
-    })?;
+    guest.wait_line(
+        "a second contact going down",
+        Duration::from_secs(10),
+        |l| l.contains("input vkbd/0 mtouch contact=1 Down"),
+    )?;
     guest.wait_line("a contact coming up", Duration::from_secs(10), |l| {
         l.contains("input vkbd/0 mtouch") && l.contains(" Up")
     })?;
@@ -209,13 +243,17 @@ fn the_microphone_reaches_the_guests_capture_stream() -> anyhow::Result<()> {
     let viewer = Viewer::open(&browser, &host.viewer_url(1, &control, "mic=1"))?;
     viewer.wait_playing(5, Duration::from_secs(60))?;
     let guest = host.guest(1);
-    let line = guest.wait_line("the guest to capture the 1 kHz tone", Duration::from_secs(30), |l| {
-        l.starts_with("capture ")
-            && l.split_whitespace()
-                .find_map(|w| w.strip_prefix("hz="))
-                .and_then(|v| v.parse::<f64>().ok())
-                .is_some_and(|hz| (hz - 1000.0).abs() < 5.0)
-    })?;
+    let line = guest.wait_line(
+        "the guest to capture the 1 kHz tone",
+        Duration::from_secs(30),
+        |l| {
+            l.starts_with("capture ")
+                && l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("hz="))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|hz| (hz - 1000.0).abs() < 5.0)
+        },
+    )?;
     eprintln!("guest: {line}");
     Ok(())
 }
@@ -243,7 +281,9 @@ fn tenants_and_origins_are_enforced() -> anyhow::Result<()> {
 
     // The session WebSocket from a page on another origin.
     let browser = Browser::start(&BrowserOptions::default())?;
-    browser.session.goto("data:text/html,<title>elsewhere</title>")?;
+    browser
+        .session
+        .goto("data:text/html,<title>elsewhere</title>")?;
     let url = format!(
         "{}/api/guests/1/session?token={own}",
         host.base_url.replace("http://", "ws://")

@@ -62,7 +62,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn measure(size: (u32, u32), codec: &str, transport: &str, samples: usize) -> anyhow::Result<Vec<f64>> {
+fn measure(
+    size: (u32, u32),
+    codec: &str,
+    transport: &str,
+    samples: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut host = Host::start(vec![Tenant::new("bench", &[1])])?;
     let mut spec = GuestSpec::full(1, size.0, size.1);
     spec.vkb = None;
@@ -86,8 +91,16 @@ fn measure(size: (u32, u32), codec: &str, transport: &str, samples: usize) -> an
     while out.len() < samples && Instant::now() < deadline {
         let grabbed = viewer.grab_frame_timed()?;
         let (w, h) = grabbed.image.dimensions();
-        let view = ImageView::new(grabbed.image.as_raw(), w, h, w as usize * 4, PixelLayout::Rgba)?;
-        let Some(strip) = decode_strip(&view) else { continue };
+        let view = ImageView::new(
+            grabbed.image.as_raw(),
+            w,
+            h,
+            w as usize * 4,
+            PixelLayout::Rgba,
+        )?;
+        let Some(strip) = decode_strip(&view) else {
+            continue;
+        };
         if last_frame == Some(strip.frame) {
             continue; // the same frame again: one sample per frame
         }
@@ -104,7 +117,10 @@ fn main() -> anyhow::Result<()> {
     for &size in &args.sizes {
         for codec in &args.codecs {
             for transport in &args.transports {
-                eprintln!("measuring {}x{} {codec} over {transport} ({} frames) ...", size.0, size.1, args.samples);
+                eprintln!(
+                    "measuring {}x{} {codec} over {transport} ({} frames) ...",
+                    size.0, size.1, args.samples
+                );
                 match measure(size, codec, transport, args.samples) {
                     Ok(mut v) => {
                         v.sort_by(|a, b| a.total_cmp(b));
