@@ -452,9 +452,12 @@ async fn the_flip_is_answered_before_the_copy_and_the_next_waits_for_it() {
 }
 
 /// Damage tracking only pays if a flip that changes one tile costs about one
-/// tile: the published frame is always still held (by the snapshot slot and
-/// by an encoder here), so writing the next picture into it in place is
+/// tile: the published frame is always still held (by the snapshot slot, and
+/// by encoders, which keep up to three frames each: input slot, pending,
+/// last encoded), so writing the next picture into it in place is
 /// impossible, and cloning it would copy the whole screen on every flip.
+/// Here the test holds the three frames before the newest, as an encoder
+/// may (a real encoder's timing would make the bound depend on the load).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flip_that_changes_one_tile_copies_about_one_tile() {
     const TILE_BYTES: u64 = 64 * 64 * 4;
@@ -465,11 +468,7 @@ async fn a_flip_that_changes_one_tile_copies_about_one_tile() {
     let be = h.backend(19, 0);
     let session = guest.displays[0].connected(WAIT).await.expect("connected");
     let k = key(19, 0, 0);
-    // An encoder that holds frames (its slot, its pending and last frames),
-    // as when somebody watches.
-    let mut params = pvgate_media::EncoderParams::new(pvgate_media::Codec::H264, 2_000_000);
-    params.max_fps = 30;
-    let _sub = h.hub.subscribe(k.hub_id(), params).expect("subscribe");
+    let mut held = std::collections::VecDeque::new();
     let screen = Screen::new(session.clone(), 0, PixelFormat::Xrgb8888, Scene::Desktop).await;
     h.wait_copies(k, 1).await;
     let pitch = (w * 4) as usize;
@@ -502,7 +501,7 @@ async fn a_flip_that_changes_one_tile_copies_about_one_tile() {
         let stats = out.stats();
         // The chain starts with no spare frames, so early flips clone a whole
         // one; after that a flip copies its tile plus the tiles the recycled
-        // frame missed while the encoder held it (a few flips' worth).
+        // frame missed while it was held (four flips' worth here).
         if i >= 8 {
             assert!(
                 stats.bytes_copied_last <= 8 * TILE_BYTES,
@@ -511,6 +510,10 @@ async fn a_flip_that_changes_one_tile_copies_about_one_tile() {
             );
         }
         let latest = out.latest_frame().expect("a frame");
+        held.push_back(latest.clone());
+        if held.len() > 4 {
+            held.pop_front();
+        }
         assert_eq!(
             latest.pixel(x, y).map(|p| p & 0xFF_FFFF),
             Some(0x0040_0000 + i * 0x0101),
