@@ -10,6 +10,7 @@ use crate::cli::{BenchCommand, BenchDisplayArgs};
 pub async fn run(which: BenchCommand) -> anyhow::Result<()> {
     match which {
         BenchCommand::Display(args) => display(args).await,
+        BenchCommand::E2e(args) => super::bench_e2e::run(args).await,
     }
 }
 
