@@ -258,15 +258,16 @@ pub mod kbdif {
     impl BackendFeatures {
         /// The nodes to write, relative to the backend directory. Features
         /// that are off are written as "0" so a stale "1" cannot survive.
+        ///
+        /// Parameters come before the features that use them: xen-kbdfront
+        /// may probe between two writes, and a guest that saw
+        /// `feature-abs-pointer=1` before `width`/`height` would scale every
+        /// position by its 800×600 default (seen: a click at 400,300 drew the
+        /// cursor at 640,360). Seeing the feature still off is harmless: the
+        /// guest does not request it and gets relative motion.
         pub fn nodes(&self) -> Vec<(&'static str, String)> {
             let f = |on: bool| super::flag_value(on).to_string();
-            let mut out = vec![
-                (FEATURE_ABS_POINTER, f(self.abs_pointer)),
-                (FEATURE_RAW_POINTER, f(self.raw_pointer)),
-                (FEATURE_DISABLE_KEYBOARD, f(self.disable_keyboard)),
-                (FEATURE_DISABLE_POINTER, f(self.disable_pointer)),
-                (FEATURE_MULTI_TOUCH, f(self.multi_touch.is_some())),
-            ];
+            let mut out = Vec::new();
             if let Some((w, h)) = self.size {
                 out.push((WIDTH, w.to_string()));
                 out.push((HEIGHT, h.to_string()));
@@ -276,6 +277,13 @@ pub mod kbdif {
                 out.push((MT_HEIGHT, h.to_string()));
                 out.push((MT_NUM_CONTACTS, n.to_string()));
             }
+            out.extend([
+                (FEATURE_DISABLE_KEYBOARD, f(self.disable_keyboard)),
+                (FEATURE_DISABLE_POINTER, f(self.disable_pointer)),
+                (FEATURE_RAW_POINTER, f(self.raw_pointer)),
+                (FEATURE_MULTI_TOUCH, f(self.multi_touch.is_some())),
+                (FEATURE_ABS_POINTER, f(self.abs_pointer)),
+            ]);
             if let Some(id) = &self.unique_id {
                 out.push((UNIQUE_ID, id.clone()));
             }
