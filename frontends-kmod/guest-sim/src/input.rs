@@ -26,29 +26,6 @@ use crate::io::channel::GrantedPage;
 use crate::xenbus::driver::FrontendOps;
 use crate::xenbus::XenbusDevice;
 
-/// How long the probe waits for the backend to offer its features (libxl
-/// waits 10 s before giving up on a backend; tests want a guest without a
-/// backend to go on sooner).
-const FEATURES_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Until the backend is InitWait or later (its features are written).
-async fn wait_for_backend_ready(dev: &XenbusDevice, timeout: std::time::Duration) {
-    use crate::xenbus::XenbusState::{Connected, InitWait, Initialised};
-    use futures::StreamExt;
-    let Ok(states) = dev.watch_backend_state().await else {
-        return;
-    };
-    let mut states = Box::pin(states);
-    let _ = tokio::time::timeout(timeout, async {
-        while let Some(s) = states.next().await {
-            if matches!(s, InitWait | Initialised | Connected) {
-                return;
-            }
-        }
-    })
-    .await;
-}
-
 /// XENFB_WIDTH / XENFB_HEIGHT, xen-kbdfront's default pointer size.
 pub const DEFAULT_POINTER_SIZE: (u32, u32) = (800, 600);
 
@@ -234,11 +211,6 @@ impl Drop for InputOps {
 #[async_trait::async_trait]
 impl FrontendOps for InputOps {
     async fn publish(&mut self, dev: &XenbusDevice) -> Result<(), String> {
-        // libxl unpauses a domain only after its backends reached InitWait,
-        // so on Xen xen-kbdfront never probes before the backend wrote its
-        // features. This process is toolstack and guest at once: wait here
-        // as libxl would (bounded, so a guest without a backend still runs).
-        wait_for_backend_ready(dev, FEATURES_WAIT).await;
         let features = read_features(dev).await;
         if features.multi_touch {
             dev.write_own("request-multi-touch", "1")

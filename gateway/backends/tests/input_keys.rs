@@ -4,9 +4,8 @@
 mod input_common;
 
 use input_common::*;
-use pvgate_backends::input::{GuestInput, InputError, InputKind};
+use pvgate_backends::input::{GuestInput, InputError};
 use pvgate_guest_sim::content::{events_for_text, InputEvent};
-use pvgate_guest_sim::xenbus::XenbusState as GuestState;
 use pvgate_protocol::kbdif::KbdInEvent;
 
 fn keys_for(text: &str) -> Vec<GuestInput> {
@@ -22,17 +21,8 @@ fn keys_for(text: &str) -> Vec<GuestInput> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_text_arrives_in_order() {
     let h = Harness::start().await;
-    let config = guest_config(33, &[], &[""]);
-    h.create(&config).await;
-    let be = h.input_backend(33, 0, InputKind::Vkbd).await;
-    let guest = h.start_guest(config).await;
+    let (be, guest, sink) = h.connected_vkbd(guest_config(33, &[], &[""])).await;
     let input = &guest.inputs[0];
-    input
-        .device
-        .wait_state(GuestState::Connected, WAIT)
-        .await
-        .expect("connected");
-    let sink = h.sink(33).await;
     let mut rx = input.subscribe();
 
     let batch = keys_for("Hello, World!");

@@ -106,17 +106,8 @@ async fn positions_scale_to_a_guest_screen_of_another_size() {
     let h = Harness::start().await;
     // No display: we offer 1280×720, the guest's screen is its default
     // 800×600, and it scales as the input core does.
-    let config = guest_config(35, &[], &[""]);
-    h.create(&config).await;
-    let be = h.input_backend(35, 0, InputKind::Vkbd).await;
-    let guest = h.start_guest(config).await;
+    let (be, guest, sink) = h.connected_vkbd(guest_config(35, &[], &[""])).await;
     let input = &guest.inputs[0];
-    input
-        .device
-        .wait_state(GuestState::Connected, WAIT)
-        .await
-        .expect("connected");
-    let sink = h.sink(35).await;
     let mut rx = input.subscribe();
     sink.send(&[GuestInput::Pointer { x: 640, y: 360 }])
         .expect("delivered");
@@ -141,17 +132,10 @@ async fn positions_scale_to_a_guest_screen_of_another_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wheel_and_two_finger_touch_arrive_as_kbdif_events() {
     let h = Harness::start().await;
-    let config = guest_config(36, &["connectors=640x480"], &[""]);
-    h.create(&config).await;
-    let be = h.input_backend(36, 0, InputKind::Vkbd).await;
-    let guest = h.start_guest(config).await;
+    let (be, guest, sink) = h
+        .connected_vkbd(guest_config(36, &["connectors=640x480"], &[""]))
+        .await;
     let input = &guest.inputs[0];
-    input
-        .device
-        .wait_state(GuestState::Connected, WAIT)
-        .await
-        .expect("connected");
-    let sink = h.sink(36).await;
     let mut rx = input.subscribe();
 
     sink.send(&[GuestInput::Wheel { notches: 3 }])

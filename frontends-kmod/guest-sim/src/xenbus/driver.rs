@@ -22,6 +22,28 @@ pub trait FrontendOps: Send {
 /// stdout report).
 pub type StateObserver = Box<dyn Fn(&str, XenbusState) + Send + Sync>;
 
+/// How long a device waits for its backend before probing anyway (libxl
+/// gives up on a backend after 10 s; tests want a guest without a backend to
+/// go on sooner).
+const BACKEND_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Until the backend is InitWait or later (its features are written).
+async fn wait_for_backend_ready(dev: &XenbusDevice, timeout: std::time::Duration) {
+    use XenbusState::{Connected, InitWait, Initialised};
+    let Ok(states) = dev.watch_backend_state().await else {
+        return;
+    };
+    let mut states = Box::pin(states);
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(s) = states.next().await {
+            if matches!(s, InitWait | Initialised | Connected) {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
 /// Run one frontend device until `stop` turns true: probe, then react to
 /// every backend state change. On stop, close as `xen_drv_remove` does
 /// (Closing, wait briefly for the backend, tear down, Closed).
@@ -43,6 +65,17 @@ pub async fn run<O: FrontendOps>(
     // core does this at boot, before any driver probes).
     if dev.reset_if_stale().await {
         report(XenbusState::Initialising);
+    }
+    // libxl unpauses a domain only after its backends reached InitWait, so
+    // on Xen a driver probes with the backend's features already written and
+    // its watch fires once with InitWait. This process is toolstack and
+    // guest at once: wait as libxl would (bounded, so a guest without a
+    // backend still boots). Probing earlier is legal but racy for the test
+    // backends: a write landing between the watch's registration and its
+    // first read is seen twice, and snd-xen-front republishes on each.
+    tokio::select! {
+        _ = wait_for_backend_ready(&dev, BACKEND_READY_WAIT) => {}
+        _ = stop.changed() => return Ok(()),
     }
     let mut states = Box::pin(dev.watch_backend_state().await.map_err(|e| e.to_string())?);
     let probe = policy.probe();

@@ -109,6 +109,23 @@ impl Harness {
             .expect("guest sim")
     }
 
+    /// The usual start of a test: create `config`'s domain, serve its first
+    /// vkbd device, start the guest, wait until its frontend is Connected,
+    /// and take the gateway's input sink for it.
+    pub async fn connected_vkbd(&self, config: GuestConfig) -> (Backend, GuestSim, InputSink) {
+        let domid = config.domid;
+        self.create(&config).await;
+        let be = self.input_backend(domid, 0, InputKind::Vkbd).await;
+        let guest = self.start_guest(config).await;
+        guest.inputs[0]
+            .device
+            .wait_state(pvgate_guest_sim::xenbus::XenbusState::Connected, WAIT)
+            .await
+            .expect("frontend Connected");
+        let sink = self.sink(domid).await;
+        (be, guest, sink)
+    }
+
     /// Start the kbdif backend for `domid`'s device `devid`, and wait until
     /// it offers InitWait (its features are written by then).
     pub async fn input_backend(&self, domid: u16, devid: u32, kind: InputKind) -> Backend {
