@@ -45,3 +45,7 @@ fi
 for component in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
+
+# The policy plugins (wasm-plugins/) are WebAssembly components built for
+# wasm32-wasip2 (the target's standard library comes through rustup).
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2

@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 source deploy/install-deps.sh
 
+echo "==> wasm-plugins: SDK and example plugins (wasm32-wasip2)"
+cargo build --release --target wasm32-wasip2 --manifest-path wasm-plugins/Cargo.toml --quiet
+cargo fmt --all --check --manifest-path wasm-plugins/Cargo.toml
+cargo clippy --target wasm32-wasip2 --manifest-path wasm-plugins/Cargo.toml --quiet -- -D warnings
+cargo clippy -p pvgate-policy-sdk -p pvgate-plugin-check --all-targets --manifest-path wasm-plugins/Cargo.toml --quiet -- -D warnings
+# The SDK's parsers on the build machine; the built components import only the host interface.
+cargo test -p pvgate-policy-sdk -p pvgate-plugin-check --manifest-path wasm-plugins/Cargo.toml --quiet
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
