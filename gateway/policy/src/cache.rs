@@ -163,13 +163,17 @@ fn load(engine: &Engine, art: &Path, sum: &Path) -> Option<Component> {
         tracing::warn!(file = %art.display(), "policy plugin cache entry corrupt (digest mismatch); recompiling");
         return None;
     }
-    // SAFETY: wasmtime requires that the file holds an artifact produced by
-    // `Component::serialize` of a compatible engine and is not modified
-    // while mapped. We wrote it (the digest just matched what we stored
-    // beside it), the key covers the engine's compatibility hash, and
-    // wasmtime itself re-checks version and settings in the header. Entries
-    // are only ever replaced by rename, never rewritten in place.
-    match unsafe { Component::deserialize_file(engine, art) } {
+    // Not `deserialize_file`: it maps the file, and anything truncating or
+    // rewriting it in place while mapped (an operator's cleanup, another
+    // tool) would kill the gateway with SIGBUS on the next plugin call. We
+    // read the bytes anyway to check the digest, so we load that copy.
+    //
+    // SAFETY: wasmtime requires bytes produced by `Component::serialize` of
+    // a compatible engine. These are exactly the bytes we stored (their
+    // digest matches the one written beside them), the key covers the
+    // engine's compatibility hash, and wasmtime re-checks its version and
+    // settings in the artifact's header.
+    match unsafe { Component::deserialize(engine, &bytes) } {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(file = %art.display(), error = %e, "policy plugin cache entry not loadable; recompiling");

@@ -2,7 +2,7 @@
 //! a plugin (`log`, `config-get`). Nothing else is linked: no WASI.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,12 @@ pub(crate) struct HostState {
     /// Per-call wall-clock deadline, checked by the epoch callback.
     pub call_started: Instant,
     pub deadline: Duration,
-    /// Shared with the tenant: `interrupt()` sets it to stop the running call.
-    pub cancel: Arc<AtomicBool>,
+    /// Shared with the tenant: `interrupt()` bumps it, which stops a call
+    /// that started under an older value (`call_gen`). A generation, not a
+    /// flag: nothing has to reset it, so an interrupt cannot be lost to a
+    /// reset by a later call.
+    pub cancel: Arc<AtomicU64>,
+    pub call_gen: u64,
     pub interrupted: Option<Interrupted>,
     log: LogBucket,
 }
@@ -61,7 +65,7 @@ impl HostState {
         config: Arc<BTreeMap<String, String>>,
         metrics: Arc<PolicyMetrics>,
         limits: StoreLimits,
-        cancel: Arc<AtomicBool>,
+        cancel: Arc<AtomicU64>,
     ) -> Self {
         HostState {
             who,
@@ -72,6 +76,7 @@ impl HostState {
             call_started: Instant::now(),
             deadline: Duration::from_millis(50),
             cancel,
+            call_gen: 0,
             interrupted: None,
             log: LogBucket {
                 tokens: LOG_BURST,
@@ -82,7 +87,7 @@ impl HostState {
 
     /// Called from the epoch callback: should the running call stop?
     pub fn check_interrupt(&mut self) -> Option<Interrupted> {
-        let why = if self.cancel.load(Ordering::Relaxed) {
+        let why = if self.cancel.load(Ordering::SeqCst) != self.call_gen {
             Some(Interrupted::Cancelled)
         } else if self.call_started.elapsed() >= self.deadline {
             Some(Interrupted::Deadline)

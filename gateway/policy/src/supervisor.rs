@@ -9,7 +9,7 @@
 //! single-threaded, and the WIT promises plugins one call at a time.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -117,7 +117,7 @@ pub(crate) struct Supervisor {
     who: Who,
     config: Arc<BTreeMap<String, String>>,
     metrics: Arc<PolicyMetrics>,
-    cancel: Arc<AtomicBool>,
+    cancel: Arc<AtomicU64>,
     limits: CallLimits,
     memory_bytes: usize,
     backoff: BackoffConfig,
@@ -130,7 +130,7 @@ pub(crate) struct SupervisorParts {
     pub who: Who,
     pub config: Arc<BTreeMap<String, String>>,
     pub metrics: Arc<PolicyMetrics>,
-    pub cancel: Arc<AtomicBool>,
+    pub cancel: Arc<AtomicU64>,
     pub limits: CallLimits,
     pub memory_bytes: usize,
     pub backoff: BackoffConfig,
@@ -244,6 +244,7 @@ impl Supervisor {
         let _ = store.set_fuel(self.limits.fuel);
         let s = store.data_mut();
         s.call_started = Instant::now();
+        s.call_gen = self.cancel.load(Ordering::SeqCst);
         s.deadline = self.limits.deadline;
         s.interrupted = None;
         s.memory_limit_hit = false;
@@ -283,9 +284,8 @@ impl Supervisor {
             }
         }
         let live = slot.live.as_mut().expect("instance just ensured");
-        // Reset before counting in-flight: an interrupt() that sees this
-        // call in flight is then never lost.
-        self.cancel.store(false, Ordering::SeqCst);
+        // Armed (generation recorded) before counting in-flight: an
+        // interrupt() that sees this call in flight always stops it.
         self.arm(&mut live.store);
         self.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
         let result = f(&live.funcs, &mut live.store);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -92,7 +92,7 @@ struct PluginSlot {
     file_label: Arc<str>,
     config: Arc<BTreeMap<String, String>>,
     limits: CallLimits,
-    cancel: Arc<AtomicBool>,
+    cancel: Arc<AtomicU64>,
     current: ArcSwap<Loaded>,
     /// Serialises reloads (watcher vs explicit `reload`).
     watch: Mutex<Watch>,
@@ -144,7 +144,7 @@ impl TenantPolicy {
     ) -> Result<Self, PluginError> {
         let metrics: Arc<PolicyMetrics> = Arc::default();
         let config = Arc::new(config);
-        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel = Arc::new(AtomicU64::new(0));
         let file_label: Arc<str> = path.display().to_string().into();
         let err = |kind| PluginError::new(Some(tenant), path, kind);
         let stamp = std::fs::metadata(path).ok().map(|m| stamp_of(&m));
@@ -235,7 +235,7 @@ impl TenantPolicy {
     /// fallback and the instance restarted). For shutdown, and for tests.
     pub fn interrupt(&self) {
         if let Some(p) = &self.inner.plugin {
-            p.cancel.store(true, Ordering::SeqCst);
+            p.cancel.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -585,7 +585,7 @@ fn build(
     file_label: Arc<str>,
     config: Arc<BTreeMap<String, String>>,
     metrics: Arc<PolicyMetrics>,
-    cancel: Arc<AtomicBool>,
+    cancel: Arc<AtomicU64>,
     limits: CallLimits,
 ) -> Result<Loaded, PluginErrorKind> {
     let prepared = load::prepare(engine, path)?;

@@ -331,15 +331,22 @@ pub fn audio(
         }
     };
 
+    // channels-max is a ceiling: above what the guest offers it just means
+    // "all of them" (the defaults' 2 on a mono stream is not a mistake).
+    // Only impossible values count as corrections: 0, or more than sndif's
+    // 8-bit channel count can express.
     let guest_max = stream.channels_max.max(1);
-    let channels_max = clamp_u32(
-        out,
-        CorrectionKind::AudioChannels,
-        "channels-max",
-        raw.channels_max,
-        1,
-        guest_max,
-    );
+    let channels_max = if raw.channels_max == 0 || raw.channels_max > 255 {
+        let used = if raw.channels_max == 0 { 1 } else { guest_max };
+        note(
+            out,
+            CorrectionKind::AudioChannels,
+            format!("channels-max {} impossible, using {used}", raw.channels_max),
+        );
+        used
+    } else {
+        raw.channels_max.min(guest_max)
+    };
     let opus_bitrate_bps = clamp_u32(
         out,
         CorrectionKind::OpusBitrate,
@@ -559,7 +566,7 @@ mod tests {
                 SampleFormat::S24Le,
             ],
             rates: vec![48_000, 96_000],
-            channels_max: 8,
+            channels_max: 300,
             opus_bitrate_bps: 1,
             capture_allowed: false,
         };
