@@ -406,3 +406,33 @@ pub fn wait_in_flight(t: &TenantPolicy, n: u64) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// A plugin that logs a thousand lines per call gets a few through (rate
+/// limit) and still answers; a long but finite loop within the budget is
+/// not a failure.
+#[test]
+fn log_flood_is_rate_limited_and_slow_is_fine() {
+    let e = engine();
+    let t = e
+        .load(
+            "acme",
+            example("misbehaving"),
+            cfg(&[("mode", "log-flood"), ("log-lines", "1000")]),
+        )
+        .unwrap();
+    let (_, r) = t.video_with_report(&guest(5, &[]), &connector(800, 600));
+    assert_eq!((r.source, r.failure), (Source::Plugin, None));
+    let dropped = t.metrics().snapshot().log_lines_dropped;
+    assert!((900..1000).contains(&dropped), "{dropped} dropped");
+
+    let t = e
+        .load(
+            "acme",
+            example("misbehaving"),
+            cfg(&[("mode", "slow"), ("slow-iterations", "100000")]),
+        )
+        .unwrap();
+    let (_, r) = t.video_with_report(&guest(5, &[]), &connector(800, 600));
+    assert_eq!((r.source, r.failure), (Source::Plugin, None));
+    assert!(r.fuel_used.unwrap() > 100_000, "{:?}", r.fuel_used);
+}
