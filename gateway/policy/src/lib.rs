@@ -49,3 +49,11 @@ pub use validate::{Correction, CorrectionKind};
 
 /// The WIT world this host implements.
 pub const WORLD: &str = bindings::WORLD;
+
+// The gateway shares these across its async tasks and threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<PolicyEngine>();
+    send_sync::<TenantPolicy>();
+    send_sync::<TraceRecorder>();
+};
