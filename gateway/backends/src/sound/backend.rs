@@ -152,15 +152,18 @@ impl SoundBackend {
             let events = EventProducer::attach(evt_page, EventRingLayout::SNDIF)
                 .map_err(|e| DeviceError::Protocol(format!("{name}: event page: {e}")))?;
             let limits = &self.limits;
-            let space = StreamSpace::new(&cfg.pcm_hw, &limits.stream);
-            if space.formats == 0 {
-                tracing::warn!(stream = %name, "no format of this stream's configuration is carried; every OPEN will be refused");
+            // The policy's narrowing for this stream, decided once per
+            // connect: HW_PARAM_QUERY and OPEN are answered from it.
+            let stream_limits = limits.for_stream(&reg.output.key, &cfg);
+            let space = StreamSpace::new(&cfg.pcm_hw, &stream_limits);
+            if space.formats == 0 || space.rate_min > space.rate_max {
+                tracing::warn!(stream = %name, "no format or rate of this stream's configuration is allowed; every OPEN will be refused");
             }
             let core = StreamCore::new(
                 space,
                 MediaSettings {
-                    opus: limits.stream.opus,
-                    capture_source: limits.stream.capture_source,
+                    opus: stream_limits.opus,
+                    capture_source: stream_limits.capture_source,
                 },
                 reg.output,
             );

@@ -74,12 +74,38 @@ impl StreamSpace {
         let compressed = formats_in_mask(hw.formats)
             .into_iter()
             .filter(|f| !pvgate_audio::is_supported(*f));
+        let mut rate_min = hw.rate_min.max(limits.rate_min);
+        let mut rate_max = hw.rate_max.min(limits.rate_max);
+        // A rate list from the limits (a policy's) narrows a continuous
+        // range to a list, and a list to the common rates.
+        let rates = match (&hw.rates, &limits.rates) {
+            (r, None) => r.clone(),
+            (r, Some(allowed)) => {
+                let mut l: Vec<u32> = allowed
+                    .iter()
+                    .copied()
+                    .filter(|x| (rate_min..=rate_max).contains(x))
+                    .filter(|x| match r {
+                        RateSet::Continuous => true,
+                        RateSet::List(h) => h.contains(x),
+                    })
+                    .collect();
+                l.sort_unstable();
+                l.dedup();
+                match (l.first(), l.last()) {
+                    (Some(&lo), Some(&hi)) => (rate_min, rate_max) = (lo, hi),
+                    // Nothing in common: no rate at all (min > max).
+                    _ => (rate_min, rate_max) = (1, 0),
+                }
+                RateSet::List(l)
+            }
+        };
         StreamSpace {
             formats: pvgate_protocol::sndif::mask_of(carried),
             compressed: pvgate_protocol::sndif::mask_of(compressed),
-            rates: hw.rates.clone(),
-            rate_min: hw.rate_min.max(limits.rate_min),
-            rate_max: hw.rate_max.min(limits.rate_max),
+            rates,
+            rate_min,
+            rate_max,
             channels: Interval {
                 min: hw.channels_min.max(limits.channels_min),
                 max: hw.channels_max.min(limits.channels_max).min(255),
@@ -391,5 +417,40 @@ mod tests {
         assert!(bad(|o| o.period_sz = 4094).contains("whole number"));
         assert!(bad(|o| o.period_sz = 16384).contains("fewer than 2 periods"));
         assert!(bad(|o| o.period_sz = 32).contains("minimum"));
+    }
+
+    /// A policy's rate list narrows a continuous range to those rates and a
+    /// listed one to the common rates; nothing in common allows no rate.
+    #[test]
+    fn a_rate_list_from_the_limits_narrows_the_stream() {
+        let mut hw = PcmHw::linux_default(); // 5512..=48000 continuous
+        hw.formats = mask_of([PcmFormat::S16Le]);
+        let limits = |rates: &[u32]| StreamLimits {
+            rates: Some(rates.to_vec()),
+            channels_max: 1,
+            ..StreamLimits::default()
+        };
+        let s = StreamSpace::new(&hw, &limits(&[16000, 96000]));
+        assert!(s.allows_rate(16000));
+        assert!(!s.allows_rate(48000) && !s.allows_rate(22050));
+        let q = HwParams {
+            formats: u64::MAX,
+            rates: iv(1, 400_000),
+            channels: iv(1, 8),
+            buffer: iv(1, u32::MAX),
+            period: iv(1, u32::MAX),
+        };
+        let a = s.refine(&q).unwrap();
+        assert_eq!((a.rates, a.channels), (iv(16000, 16000), iv(1, 1)));
+        let mut stereo48 = q;
+        stereo48.rates = iv(48000, 48000);
+        assert!(s.refine(&stereo48).is_err());
+
+        hw.rates = RateSet::List(vec![44100, 48000]);
+        let s = StreamSpace::new(&hw, &limits(&[48000, 16000]));
+        assert!(s.allows_rate(48000) && !s.allows_rate(16000) && !s.allows_rate(44100));
+        let s = StreamSpace::new(&hw, &limits(&[16000]));
+        assert!(s.rate_min > s.rate_max);
+        assert!(s.refine(&q).is_err());
     }
 }

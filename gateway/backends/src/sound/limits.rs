@@ -1,9 +1,15 @@
 //! What a sound stream and a guest may have: the one place the allowed
 //! ranges live, so that the policy layer can narrow them per tenant by
-//! handing [`SoundLimits`] of its own to [`super::serve_device`].
+//! handing [`SoundLimits`] of its own to [`super::serve_device`], and per
+//! stream through a [`StreamPolicy`] hook.
+
+use std::sync::Arc;
 
 use pvgate_audio::{Layout, OpusSettings};
 use pvgate_protocol::sndif::PcmFormat;
+use pvgate_protocol::sndif_config::StreamConfig;
+
+use super::outputs::StreamKey;
 
 /// The ranges every stream of a device is held to, on top of what the
 /// toolstack configured for it in xenstore (the stricter of the two wins).
@@ -14,6 +20,9 @@ pub struct StreamLimits {
     pub formats: u64,
     pub rate_min: u32,
     pub rate_max: u32,
+    /// Exactly these rates (within `rate_min..=rate_max`); `None`: any the
+    /// stream's configuration allows. A policy's "16 kHz only" lands here.
+    pub rates: Option<Vec<u32>>,
     pub channels_min: u32,
     pub channels_max: u32,
     /// Largest stream buffer (octets) a guest may make us map.
@@ -35,6 +44,7 @@ impl Default for StreamLimits {
             formats: pvgate_audio::supported_mask(),
             rate_min: 5512,
             rate_max: 192_000,
+            rates: None,
             channels_min: 1,
             channels_max: 8,
             buffer_bytes_max: 1 << 20,
@@ -83,9 +93,63 @@ impl Default for GuestLimits {
     }
 }
 
+/// Decides one stream's limits when the device connects: how the gateway's
+/// per-tenant policy narrows what a guest may negotiate (formats, rates,
+/// channels) and how its sound is encoded, stream by stream. Called once
+/// per stream per connect, off any hot path; it must not block for long.
+pub trait StreamPolicy: Send + Sync {
+    /// The limits for `key`, whose xenstore configuration is `config`;
+    /// `base` is the device's [`StreamLimits`]. The result should be no
+    /// looser than `base` (the backend does not check).
+    fn stream_limits(
+        &self,
+        key: &StreamKey,
+        config: &StreamConfig,
+        base: &StreamLimits,
+    ) -> StreamLimits;
+}
+
+/// An optional [`StreamPolicy`]; equal when it is the same hook.
+#[derive(Clone, Default)]
+pub struct PolicyHook(pub Option<Arc<dyn StreamPolicy>>);
+
+impl std::fmt::Debug for PolicyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "PolicyHook(set)"
+        } else {
+            "PolicyHook(none)"
+        })
+    }
+}
+
+impl PartialEq for PolicyHook {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PolicyHook {}
+
 /// Everything [`super::serve_device`] enforces.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SoundLimits {
     pub stream: StreamLimits,
     pub guest: GuestLimits,
+    /// Per-stream narrowing on top of `stream` (the policy layer's).
+    pub policy: PolicyHook,
+}
+
+impl SoundLimits {
+    /// The limits stream `key` is served under.
+    pub fn for_stream(&self, key: &StreamKey, config: &StreamConfig) -> StreamLimits {
+        match &self.policy.0 {
+            Some(p) => p.stream_limits(key, config, &self.stream),
+            None => self.stream.clone(),
+        }
+    }
 }

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 pub use backend::SoundBackend;
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use limits::{GuestLimits, SoundLimits, StreamLimits};
+pub use limits::{GuestLimits, PolicyHook, SoundLimits, StreamLimits, StreamPolicy};
 pub use outputs::{OpenInfo, SoundOutputs, StreamKey, StreamOutput};
 
 use crate::xenbus::{device::run_device, ConnectWhen, DeviceError};
