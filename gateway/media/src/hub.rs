@@ -337,6 +337,10 @@ impl EncodeLoop {
                 } else {
                     self.encoder.encode(&frame, pts, keyframe)
                 };
+                if let Ok(Some(out)) = &result {
+                    let bitrate = self.encoder.params().bitrate_bps;
+                    self.pacer.spent(now, out.data.len(), bitrate);
+                }
                 (result.transpose(), Some(now))
             }
         }

@@ -9,6 +9,12 @@
 //!   as the rate allows, even if the screen is static.
 //! - `refresh_after` without any encode after motion: one high-quality
 //!   refresh of the last frame, so static text ends up sharp.
+//! - An output budget: what the encoder produced drains at the target
+//!   bitrate, and while more than [`BURST`] of it is waiting the next
+//!   encode waits too. Content the codec cannot squeeze into the bitrate
+//!   (full-motion noise at a congestion-control step of 500 kbit/s) then
+//!   runs at fewer frames per second instead of flooding the link, where
+//!   losses would leave the viewer frozen; a keyframe's burst is absorbed.
 
 use crate::frame::SharedFrame;
 use std::time::{Duration, Instant};
@@ -48,8 +54,37 @@ pub enum Offered {
     Unchanged,
 }
 
+/// How much encoded output, in time at the target bitrate, may be waiting
+/// before the next encode is held back: a keyframe or a scene change fits.
+pub const BURST: Duration = Duration::from_millis(250);
+
+/// Encoded bits not yet drained at the target bitrate (a leaky bucket).
+#[derive(Debug, Clone, Copy)]
+struct OutputBudget {
+    queued_bits: f64,
+    at: Instant,
+    bitrate_bps: f64,
+}
+
+impl OutputBudget {
+    fn queued_at(&self, now: Instant) -> f64 {
+        let drained = now.saturating_duration_since(self.at).as_secs_f64() * self.bitrate_bps;
+        (self.queued_bits - drained).max(0.0)
+    }
+
+    /// When the queue is down to [`BURST`] again.
+    fn ready_at(&self) -> Instant {
+        let excess = self.queued_bits - BURST.as_secs_f64() * self.bitrate_bps;
+        if excess <= 0.0 {
+            return self.at;
+        }
+        self.at + Duration::from_secs_f64((excess / self.bitrate_bps).min(10.0))
+    }
+}
+
 pub struct Pacer {
     interval: Duration,
+    budget: Option<OutputBudget>,
     refresh_after: Duration,
     last_encode: Option<Instant>,
     pending: Option<FrameUpdate>,
@@ -62,6 +97,7 @@ impl Pacer {
     pub fn new(interval: Duration, refresh_after: Duration) -> Pacer {
         Pacer {
             interval,
+            budget: None,
             refresh_after,
             last_encode: None,
             pending: None,
@@ -88,8 +124,23 @@ impl Pacer {
         self.keyframe_wanted = true;
     }
 
+    /// The encoder produced `bytes` at `now` for a target of `bitrate_bps`.
+    pub fn spent(&mut self, now: Instant, bytes: usize, bitrate_bps: u32) {
+        if bitrate_bps == 0 {
+            return;
+        }
+        let queued = self.budget.map_or(0.0, |b| b.queued_at(now));
+        self.budget = Some(OutputBudget {
+            queued_bits: queued + bytes as f64 * 8.0,
+            at: now,
+            bitrate_bps: f64::from(bitrate_bps),
+        });
+    }
+
     pub fn poll(&mut self, now: Instant) -> Decision {
-        let next_allowed = self.last_encode.map(|t| t + self.interval);
+        let by_rate = self.last_encode.map(|t| t + self.interval);
+        let by_budget = self.budget.map(|b| b.ready_at());
+        let next_allowed = by_rate.max(by_budget);
         let rate_ok = next_allowed.is_none_or(|t| now >= t);
         let keyframe_possible =
             self.keyframe_wanted && (self.pending.is_some() || self.last.is_some());
@@ -200,6 +251,40 @@ mod tests {
         assert_eq!(encoded(p.poll(t0 + 333 * MS)), Some((3, false, true)));
         // Only one.
         assert!(matches!(p.poll(t0 + 2000 * MS), Decision::Wait(None)));
+    }
+
+    #[test]
+    fn output_over_the_bitrate_lowers_the_frame_rate_and_a_keyframe_burst_does_not() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(33 * MS, 300 * MS);
+        // 500 kbit/s; each encoded frame is 25 kB = 200 kbit, 0.4 s of
+        // output: after the burst allowance the pacer waits for the rest.
+        let mut encoded_at = Vec::new();
+        for i in 0..120u32 {
+            let now = t0 + i * 33 * MS;
+            p.offer(update(i, true, now));
+            if encoded(p.poll(now)).is_some() {
+                encoded_at.push(now);
+                p.spent(now, 25_000, 500_000);
+            }
+        }
+        // ≈4 s: 2.5 frames/s fit the budget (plus the first), not 30.
+        let n = encoded_at.len();
+        assert!((9..=13).contains(&n), "{n} frames encoded in 4 s");
+        // Frames that fit the bitrate run at the full rate, even right
+        // after a keyframe four times their size.
+        let mut p = Pacer::new(33 * MS, 300 * MS);
+        let mut count = 0;
+        for i in 0..60u32 {
+            let now = t0 + i * 34 * MS;
+            p.offer(update(i, true, now));
+            if encoded(p.poll(now)).is_some() {
+                let bytes = if i == 0 { 8_000 } else { 2_000 };
+                p.spent(now, bytes, 500_000);
+                count += 1;
+            }
+        }
+        assert_eq!(count, 60);
     }
 
     #[test]
