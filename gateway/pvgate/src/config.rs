@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
+use std::net::IpAddr;
+use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 
 use pvgate_media::Codec;
@@ -47,6 +48,12 @@ pub struct StreamingConfig {
     pub max_fps: u32,
     /// Opus bitrate of the audio the viewer hears.
     pub opus_bitrate_bps: u32,
+    /// Local addresses WebRTC binds its UDP sockets on. `0.0.0.0` means
+    /// every interface except loopback (one socket and candidate each).
+    pub udp_addresses: Vec<IpAddr>,
+    /// The UDP ports peer connections may use (one per viewer); `None`:
+    /// ephemeral ports.
+    pub udp_ports: Option<RangeInclusive<u16>>,
 }
 
 impl Default for StreamingConfig {
@@ -60,6 +67,8 @@ impl Default for StreamingConfig {
             max_bitrate_bps: 12_000_000,
             max_fps: 30,
             opus_bitrate_bps: 96_000,
+            udp_addresses: vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])],
+            udp_ports: None,
         }
     }
 }
@@ -266,6 +275,8 @@ struct RawStreaming {
     max_bitrate_bps: Option<Spanned<u32>>,
     max_fps: Option<Spanned<u32>>,
     opus_bitrate_bps: Option<Spanned<u32>>,
+    udp_addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    udp_ports: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -675,6 +686,42 @@ fn streaming(src: &Source, raw: RawStreaming) -> Result<StreamingConfig, ConfigE
         6_000..=510_000,
         "opus_bitrate_bps",
     )?;
+    if let Some(list) = raw.udp_addresses {
+        let span = list.span();
+        let mut addresses = Vec::new();
+        for a in list.into_inner() {
+            let ip = a.get_ref().parse::<IpAddr>().map_err(|_| {
+                src.error(
+                    a.span(),
+                    format!(
+                        "udp_addresses: {:?} is not an IP address (write \"0.0.0.0\" for every interface, or one address such as \"192.0.2.10\")",
+                        a.get_ref()
+                    ),
+                )
+            })?;
+            if !addresses.contains(&ip) {
+                addresses.push(ip);
+            }
+        }
+        if addresses.is_empty() {
+            return Err(src.error(
+                span,
+                "udp_addresses cannot be empty: list at least one address, or set webrtc = false",
+            ));
+        }
+        s.udp_addresses = addresses;
+    }
+    if let Some(ports) = raw.udp_ports {
+        s.udp_ports = Some(port_range(ports.get_ref()).ok_or_else(|| {
+            src.error(
+                ports.span(),
+                format!(
+                    "udp_ports = {:?}: write a range such as \"40000-40099\" (1024-65535, low-high)",
+                    ports.get_ref()
+                ),
+            )
+        })?);
+    }
     if !(s.min_bitrate_bps <= s.start_bitrate_bps && s.start_bitrate_bps <= s.max_bitrate_bps) {
         return Err(src.error(
             start_span.unwrap_or(0..0),
@@ -685,6 +732,18 @@ fn streaming(src: &Source, raw: RawStreaming) -> Result<StreamingConfig, ConfigE
         ));
     }
     Ok(s)
+}
+
+/// "40000-40099" or one port "40000"; privileged ports are refused.
+fn port_range(text: &str) -> Option<RangeInclusive<u16>> {
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (lo.trim().parse().ok()?, hi.trim().parse().ok()?),
+        None => {
+            let p = text.trim().parse().ok()?;
+            (p, p)
+        }
+    };
+    (1024 <= lo && lo <= hi).then_some(lo..=hi)
 }
 
 #[cfg(test)]
@@ -720,6 +779,8 @@ webrtc = false
 codecs = ["vp8"]
 ice_servers = [{{ urls = ["turn:t.example:3478"], username = "u", credential = "c" }}]
 max_fps = 60
+udp_addresses = ["192.0.2.10", "::1", "192.0.2.10"]
+udp_ports = "40000-40099"
 [[tenant]]
 name = "acme"
 guests = [5, "acme-*"]
@@ -738,6 +799,14 @@ sha256 = "{H1}"
         assert_eq!(c.streaming.codecs, [Codec::Vp8]);
         assert_eq!(c.streaming.max_fps, 60);
         assert_eq!(c.streaming.ice_servers[0].username.as_deref(), Some("u"));
+        assert_eq!(
+            c.streaming.udp_addresses,
+            [
+                "192.0.2.10".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.streaming.udp_ports, Some(40000..=40099));
         let t = &c.tenants[0];
         assert_eq!(
             t.guests,
@@ -835,6 +904,18 @@ sha256 = "{H1}"
         assert!(err("[streaming]\nmin_bitrate_bps = 5000000\n")
             .message
             .contains("min <= start"));
+        assert!(err("[streaming]\nudp_ports = \"80-90\"")
+            .message
+            .contains("1024-65535"));
+        assert!(err("[streaming]\nudp_ports = \"5000-4000\"")
+            .message
+            .contains("low-high"));
+        assert!(err("[streaming]\nudp_addresses = [\"eth0\"]")
+            .message
+            .contains("not an IP address"));
+        assert!(err("[streaming]\nudp_addresses = []")
+            .message
+            .contains("cannot be empty"));
         assert!(err("[streaming]\nmax_fps = 0\n")
             .message
             .contains("1 to 120"));

@@ -512,11 +512,25 @@ pub fn render(
                 bps as f64,
             );
         }
+        if let Some(bps) = v.encoder_bitrate_bps {
+            f.gauge(
+                "pvgate_viewer_encoder_bitrate_bps",
+                "Bitrate of the shared encoder the viewer watches (its congestion-control step).",
+                &l,
+                bps as f64,
+            );
+        }
         f.counter(
             "pvgate_viewer_input_dropped_total",
             "Input messages dropped (view-only role, invalid, over the rate).",
             &l,
             v.input_dropped,
+        );
+        f.counter(
+            "pvgate_viewer_video_dropped_total",
+            "Video frames dropped because the viewer's WebSocket fell behind (it resumes at a keyframe).",
+            &l,
+            v.video_dropped,
         );
     }
     f.finish()
@@ -704,6 +718,8 @@ pub mod tests {
                 rtt_ms: Some(12.5),
                 loss: Some(f64::NAN),
                 input_dropped: 4,
+                video_dropped: 7,
+                encoder_bitrate_bps: Some(1_200_000),
                 ..ViewerStats::default()
             },
             // A viewer of a guest the caller may not see is left out.
@@ -732,6 +748,8 @@ pub mod tests {
         assert_eq!(find("pvgate_viewer_rtt_seconds").value, 0.0125);
         assert!(find("pvgate_viewer_loss_ratio").value.is_nan());
         assert_eq!(find("pvgate_viewer_input_dropped_total").value, 4.0);
+        assert_eq!(find("pvgate_viewer_video_dropped_total").value, 7.0);
+        assert_eq!(find("pvgate_viewer_encoder_bitrate_bps").value, 1.2e6);
         assert!(!text.contains("s2"), "{text}");
         assert_eq!(find("pvgate_guests").value, 2.0);
         let v: Vec<_> = samples

@@ -172,9 +172,41 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
-    axum::serve(listener, router(state))
+    use axum::serve::ListenerExt;
+    axum::serve(listener.tap_io(tune_connection), router(state))
         .await
         .context("the HTTP server stopped")
+}
+
+/// Unsent bytes the kernel keeps per connection before the socket stops
+/// being writable (`TCP_NOTSENT_LOWAT`): a few frames of 1080p video.
+const UNSENT_LIMIT: libc::c_int = 128 << 10;
+
+/// Per accepted connection: no Nagle delay (small input acknowledgements
+/// and media frames go out at once), and a short unsent queue in the
+/// kernel. Without the limit a slow WebSocket viewer's backlog piles up in
+/// megabytes of socket buffer, seconds of delay that no later frame can
+/// skip; with it the backlog builds in the session's queue, which drops
+/// it and resumes at the next keyframe (`session::outqueue`).
+fn tune_connection(tcp: &mut tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {e}");
+    }
+    // SAFETY: setsockopt on a socket this stream owns, with a pointer to
+    // an int that lives across the call and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&UNSENT_LIMIT as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("TCP_NOTSENT_LOWAT: {}", std::io::Error::last_os_error());
+    }
 }
 
 #[cfg(test)]

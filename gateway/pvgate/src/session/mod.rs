@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod rtc;
 pub mod run;
 pub mod signalling;
+pub mod udp_ports;
 pub mod websocket;
 
 #[cfg(test)]
@@ -58,8 +59,12 @@ pub struct ViewerStats {
     pub loss: Option<f64>,
     /// The congestion controller's estimate (WebRTC) or the measured send rate.
     pub bitrate_bps: Option<u64>,
+    /// The bitrate of the shared encoder this viewer watches (its step).
+    pub encoder_bitrate_bps: Option<u64>,
     /// Input messages dropped (view-only role, invalid, over the rate).
     pub input_dropped: u64,
+    /// Video frames dropped because the viewer's WebSocket fell behind.
+    pub video_dropped: u64,
 }
 
 /// What a running session updates for /metrics.
@@ -67,6 +72,7 @@ pub struct ViewerStats {
 pub struct Live {
     figures: Mutex<Figures>,
     pub input_dropped: AtomicU64,
+    pub video_dropped: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -74,6 +80,7 @@ struct Figures {
     rtt_ms: Option<f64>,
     loss: Option<f64>,
     bitrate_bps: Option<u64>,
+    encoder_bitrate_bps: Option<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +104,9 @@ impl Live {
             lock(&self.figures).bitrate_bps = v;
         }
     }
+    pub fn set_encoder_bitrate(&self, bps: u32) {
+        lock(&self.figures).encoder_bitrate_bps = Some(u64::from(bps));
+    }
     pub fn count_input_drop(&self) {
         self.input_dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -116,6 +126,9 @@ struct Entry {
 pub struct Sessions {
     entries: Mutex<BTreeMap<String, Entry>>,
     next_id: AtomicU64,
+    /// Where the next peer connection looks for a free port of
+    /// `[streaming] udp_ports` (see [`udp_ports`]).
+    pub udp_cursor: std::sync::atomic::AtomicU32,
 }
 
 /// Removes its session from the registry when dropped (however the
@@ -165,7 +178,9 @@ impl Sessions {
                     rtt_ms: f.rtt_ms,
                     loss: f.loss,
                     bitrate_bps: f.bitrate_bps,
+                    encoder_bitrate_bps: f.encoder_bitrate_bps,
                     input_dropped: e.live.input_dropped.load(Ordering::Relaxed),
+                    video_dropped: e.live.video_dropped.load(Ordering::Relaxed),
                 }
             })
             .collect()

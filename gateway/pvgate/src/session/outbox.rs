@@ -58,6 +58,11 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// Video frames dropped so far because the socket fell behind.
+    pub fn dropped_video(&self) -> u64 {
+        self.queue().dropped_video
+    }
+
     /// Bytes written so far (for the send-rate figure).
     pub fn sent_bytes(&self) -> u64 {
         self.queue().sent_bytes

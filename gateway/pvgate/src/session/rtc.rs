@@ -15,8 +15,11 @@
 //! - The GCC estimator is boxed inside the chain; its target is published
 //!   through an atomic by `ReportingEstimator`.
 //! - A `0.0.0.0` bind address expands to every interface *except*
-//!   loopback; `127.0.0.1` is bound too (with loopback candidates allowed)
-//!   so viewers on the gateway's own machine connect.
+//!   loopback; the default configuration binds `127.0.0.1` too (with
+//!   loopback candidates allowed) so viewers on the gateway's own machine
+//!   connect.
+//! - mDNS is off (see `RtcPeer::new`): without a multicast route its
+//!   socket fails and with it the whole peer connection.
 //! - `RTCIceCandidate::to_json` gives `sdpMid: ""`, which browsers refuse;
 //!   candidates are sent with the offer's first mid instead.
 
@@ -29,6 +32,7 @@ use pvgate_audio::AudioSubscriber;
 use pvgate_media::{Codec, EncoderParams, Subscription};
 use pvgate_platform::DomId;
 use rtc::data_channel::RTCDataChannelInit;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
     BandwidthEstimator, EstimatorStats, Gcc, Interceptor, Packet, PacketReport, Registry, Slot,
     StreamInfo, TaggedPacket,
@@ -237,6 +241,8 @@ impl PeerConnectionEventHandler for Handler {
 /// Everything a peer connection needs from its session.
 pub struct RtcSetup {
     pub config: Arc<StreamingConfig>,
+    /// The `ip:port` UDP addresses to bind (from [`super::udp_ports`]).
+    pub udp_bind: Vec<String>,
     pub view: Arc<dyn GatewayView>,
     pub domid: DomId,
     pub display: usize,
@@ -333,6 +339,14 @@ impl RtcPeer {
             // Viewers on the gateway's own machine (the demo, tests) reach
             // it over loopback.
             .with_include_loopback_candidate(true)
+            // No mDNS: its socket joins 224.0.0.251, which fails with
+            // ENODEV wherever there is no multicast route (a container or
+            // network namespace without a default route) and took every
+            // WebRTC session down with it. Browsers that hide their host
+            // addresses behind `.local` names still connect: their checks
+            // reach our host candidates and teach us their address
+            // (peer-reflexive).
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .build();
         let (tx, mut events) = mpsc::unbounded_channel();
         let pc = PeerConnectionBuilder::new()
@@ -345,7 +359,7 @@ impl RtcPeer {
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Handler { tx }))
-            .with_udp_addrs(vec!["0.0.0.0:0".to_string(), "127.0.0.1:0".to_string()])
+            .with_udp_addrs(setup.udp_bind.clone())
             .build()
             .await
             .map_err(|e| err("creating the peer connection", e))?;
@@ -657,6 +671,7 @@ async fn video_task(
     let mut last_sent: Option<Instant> = None;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     t.live.set_bitrate(Some(t.steps.current() as u64));
+    t.live.set_encoder_bitrate(t.steps.current());
     loop {
         tokio::select! {
             frame = sub.recv() => {
@@ -702,7 +717,8 @@ async fn video_task(
                     // so the picture never stops; its first frame is a keyframe.
                     if let Some(Ok(new)) = t.view.subscribe_video(t.domid, t.display, params) {
                         sub = new;
-                        tracing::debug!(domid = t.domid, bitrate = step, "viewer moved to another bitrate step");
+                        t.live.set_encoder_bitrate(step);
+                        tracing::info!(domid = t.domid, bitrate = step, estimate = estimate as u64, "viewer moved to another bitrate step");
                     }
                 }
             }

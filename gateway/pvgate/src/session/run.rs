@@ -3,6 +3,7 @@
 //! client message until the socket closes; clean up (keys released,
 //! subscriptions dropped, registry entry removed).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -336,6 +337,7 @@ async fn serve(
         transport.name(),
     );
     let live = registration.live.clone();
+    live.set_encoder_bitrate(steps.current());
     let input = Arc::new(InputPath::new(
         viewer.role,
         (display.width, display.height),
@@ -394,7 +396,20 @@ async fn serve(
             Media::Websocket { keyframe, tasks }
         }
         Transport::Webrtc => {
+            let ports = super::udp_ports::UdpPorts {
+                addresses: &cfg.udp_addresses,
+                range: cfg.udp_ports.as_ref(),
+                cursor: &state.sessions.udp_cursor,
+            };
+            let udp_bind = match ports.next_bind() {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(domid, error = %e, "WebRTC session could not start");
+                    return fatal(outbox, format!("{e}; or use ?transport=websocket"));
+                }
+            };
             let setup = RtcSetup {
+                udp_bind,
                 config: cfg.clone(),
                 view: state.view.clone(),
                 domid,
@@ -440,6 +455,7 @@ async fn serve(
                         live.set_bitrate(Some(((sent - last_sent.1) as f64 * 8.0 / dt) as u64));
                         last_sent = (now, sent);
                     }
+                    live.video_dropped.store(outbox.dropped_video(), Ordering::Relaxed);
                 }
                 continue;
             }

@@ -108,6 +108,28 @@ async fn server() -> Server {
 }
 
 async fn server_with(streaming: StreamingConfig) -> Server {
+    server_painting(streaming, paint_square).await
+}
+
+/// A 16×16 square moving over a plain background: small P-frames.
+fn paint_square(f: &mut Frame, n: u32) {
+    let (w, h) = (f.width(), f.height());
+    f.fill_rect(0, 0, w, h, 0x0020_4060);
+    f.fill_rect((n * 4) % (w - 16), 8, 16, 16, 0x00ff_ffff);
+}
+
+/// Fresh noise every frame: the encoder spends its whole bitrate.
+fn paint_noise(f: &mut Frame, n: u32) {
+    let mut x = n.wrapping_mul(0x9e37_79b9) | 1;
+    for b in f.data_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+}
+
+async fn server_painting(streaming: StreamingConfig, paint: fn(&mut Frame, u32)) -> Server {
     let config = Config::parse(
         &format!(
             r#"
@@ -163,8 +185,7 @@ sha256 = "{}"
         loop {
             let (w, h) = *flip_size.lock().unwrap();
             let mut f = Frame::new(w, h).unwrap();
-            f.fill_rect(0, 0, w, h, 0x0020_4060);
-            f.fill_rect((n * 4) % (w - 16), 8, 16, 16, 0x00ff_ffff);
+            paint(&mut f, n);
             feed.publish(FrameUpdate {
                 frame: Arc::new(f),
                 damaged: true,
@@ -431,4 +452,138 @@ async fn a_resized_screen_is_announced_and_input_follows_the_new_size() {
         "{err}"
     );
     assert!(s.keyboard.0.lock().unwrap().is_empty());
+}
+
+/// The ports of the `candidate:` lines in the offer and the trickled
+/// candidates, until the end-of-candidates message.
+async fn offered_candidate_ports(ws: &mut Ws) -> Vec<u16> {
+    fn port(candidate: &str) -> Option<u16> {
+        // candidate:<foundation> <component> <proto> <prio> <ip> <port> typ ...
+        candidate.split_whitespace().nth(5)?.parse().ok()
+    }
+    let offer = text(ws, "offer").await;
+    let mut ports: Vec<u16> = offer["sdp"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("a="))
+        .filter_map(port)
+        .collect();
+    loop {
+        let ice = text(ws, "ice").await;
+        match ice["candidate"].as_str() {
+            Some(c) if !c.is_empty() => ports.extend(port(c)),
+            _ => return ports,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_binds_the_configured_address_and_a_port_of_the_configured_range() {
+    // A range of three ports on loopback that nobody holds now, below the
+    // ephemeral range so other tests' sockets don't land in it.
+    let range = (16_000..20_000u16)
+        .step_by(131)
+        .find(|&p| (p..p + 3).all(|q| std::net::UdpSocket::bind(("127.0.0.1", q)).is_ok()))
+        .map(|p| p..=p + 2)
+        .expect("a free loopback UDP range");
+    let s = server_with(StreamingConfig {
+        udp_addresses: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+        udp_ports: Some(range.clone()),
+        ..StreamingConfig::default()
+    })
+    .await;
+    let mut seen = Vec::new();
+    let mut viewers = Vec::new();
+    for _ in 0..2 {
+        let mut ws = connect(s.port, Some("ctl-token"), DOMID).await.unwrap();
+        send(
+            &mut ws,
+            json!({"type":"hello","transport":"webrtc","codecs":["h264"]}),
+        )
+        .await;
+        assert_eq!(text(&mut ws, "welcome").await["transport"], "webrtc");
+        let ports = offered_candidate_ports(&mut ws).await;
+        assert!(!ports.is_empty(), "the gateway offered no candidate");
+        assert!(
+            ports.iter().all(|p| range.contains(p)),
+            "candidate ports {ports:?} outside the configured {range:?}"
+        );
+        seen.extend(ports);
+        viewers.push(ws);
+    }
+    let distinct: std::collections::BTreeSet<u16> = seen.iter().copied().collect();
+    assert!(
+        distinct.len() >= 2,
+        "two live viewers share one UDP port: {seen:?}"
+    );
+}
+
+/// Video frames (presentation time in µs, keyframe) read for `how_long`.
+async fn read_video_for(ws: &mut Ws, how_long: Duration) -> Vec<(u64, bool)> {
+    let mut frames = Vec::new();
+    let end = Instant::now() + how_long;
+    while let Ok(Some(m)) = tokio::time::timeout_at(end.into(), ws.next()).await {
+        if let Message::Binary(b) = m.expect("socket") {
+            if b[0] == 1 {
+                let pts = u64::from_be_bytes(b[4..12].try_into().unwrap());
+                frames.push((pts, b[1] & 1 == 1));
+            }
+        }
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_stops_reading_resumes_at_a_keyframe_instead_of_falling_behind() {
+    let s = server_painting(StreamingConfig::default(), paint_noise).await;
+    // A small receive window, so the stall reaches the gateway at once
+    // rather than after the kernel has buffered megabytes.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(([127, 0, 0, 1], s.port).into()).await.unwrap();
+    let mut req = format!(
+        "ws://127.0.0.1:{}/api/guests/{DOMID}/session?token=ctl-token",
+        s.port
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut().insert(
+        "origin",
+        format!("http://127.0.0.1:{}", s.port).parse().unwrap(),
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+    hello(&mut ws).await;
+    let mut frames = read_video_for(&mut ws, Duration::from_millis(500)).await;
+    assert!(!frames.is_empty(), "no video before the stall");
+    // The viewer stops reading (a frozen tab, a saturated link) ...
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // ... and reads again.
+    frames.extend(read_video_for(&mut ws, Duration::from_secs(3)).await);
+
+    // Frames come every 33 ms; the stall shows as a jump in presentation
+    // time. What follows the jump must be a keyframe, or the browser's
+    // decoder would be fed a P-frame whose references were dropped.
+    let gaps: Vec<usize> = frames
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1].0.saturating_sub(w[0].0) > 1_000_000)
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert!(
+        !gaps.is_empty(),
+        "no frames were dropped during a 3 s stall: the backlog was queued, and the viewer is seconds behind"
+    );
+    for g in gaps {
+        assert!(
+            frames[g].1,
+            "frame {g} after a {} ms gap is not a keyframe",
+            (frames[g].0 - frames[g - 1].0) / 1000
+        );
+    }
+    let dropped = s.sessions.viewer_stats()[0].video_dropped;
+    assert!(dropped > 0, "/metrics does not count the dropped frames");
 }
