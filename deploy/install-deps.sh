@@ -16,7 +16,9 @@ set -euo pipefail
 #  ffmpeg          - the display benchmark's comparison (libx264, libvpx)
 #  chromium, chromium-driver - the browser tests (tests/browser) drive Debian's
 #                    headless Chromium through chromedriver
-packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg chromium chromium-driver)
+#  iproute2        - `ip netns` and `tc`: the congestion test puts the gateway
+#                    behind a shaped veth link
+packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg chromium chromium-driver iproute2)
 #  nodejs          - the web client's unit tests (node --test); only when no node
 #                    is on PATH (one installed another way will do)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -156,6 +156,49 @@ export class AudioOut {
     if (this.master) this.master.gain.value = muted ? 0 : 1;
   }
 
+  /**
+   * Watch the received sound for `durationMs` and resolve with the onsets
+   * heard: the output time (ms on the page's wall clock, like Date.now())
+   * of each first sample above `threshold` after at least `quietMs` of
+   * silence. For the audio latency benchmark (the guest's wall-clock ticks).
+   */
+  onsets(durationMs, threshold = 0.05, quietMs = 200) {
+    if (!this.analyser) return Promise.resolve([]);
+    const ctx = this.ctx;
+    const analyser = this.analyser;
+    const rate = ctx.sampleRate;
+    const buf = new Float32Array(analyser.fftSize);
+    const found = [];
+    let scannedUntil = -Infinity; // context time of the last sample looked at
+    let lastLoud = -Infinity;
+    const scan = () => {
+      analyser.getFloatTimeDomainData(buf);
+      // The analyser holds the newest fftSize samples, ending where the
+      // graph is now.
+      const end = ctx.currentTime;
+      const stamp = ctx.getOutputTimestamp();
+      for (let i = 0; i < buf.length; i++) {
+        const t = end - (buf.length - i) / rate;
+        if (t <= scannedUntil) continue;
+        if (Math.abs(buf[i]) >= threshold) {
+          if ((t - lastLoud) * 1000 >= quietMs) {
+            // Context time → the moment the output device plays it.
+            found.push(performance.timeOrigin + stamp.performanceTime + (t - stamp.contextTime) * 1000);
+          }
+          lastLoud = t;
+        }
+      }
+      scannedUntil = end - 1 / rate;
+    };
+    return new Promise((resolve) => {
+      const timer = setInterval(scan, 10);
+      setTimeout(() => {
+        clearInterval(timer);
+        resolve(found);
+      }, durationMs);
+    });
+  }
+
   /** Strongest frequency of the received sound between loHz and hiHz. */
   peak(loHz, hiHz) {
     if (!this.analyser) return { freq: null, db: null };

@@ -39,6 +39,7 @@ const pv = {
   lastFrame: null,
   grabFrame,
   audioPeak,
+  audioOnsets,
   send,
   disconnect,
 };
@@ -83,6 +84,11 @@ function base64(bytes) {
 /** The strongest frequency of the received sound in [loHz, hiHz]: {freq, db}. */
 function audioPeak(loHz, hiHz) {
   return audio.peak(loHz, hiHz);
+}
+
+/** Onsets of sound after silence over `ms`, as wall-clock ms at the output. */
+function audioOnsets(ms) {
+  return audio.onsets(ms);
 }
 
 /** Send a raw input message (data channel, or the WebSocket). */

@@ -61,6 +61,11 @@ struct Args {
     /// What the displays show.
     #[arg(long, default_value = "pattern")]
     scene: Scene,
+    /// What playback streams play: `tones` (440/660 Hz, one per channel)
+    /// or `ticks` (a 30 ms 1 kHz burst on every whole wall-clock second,
+    /// for measuring audio latency).
+    #[arg(long, default_value = "tones", value_parser = ["tones", "ticks"])]
+    sound: String,
     /// Frames per second on every display.
     #[arg(long, default_value_t = 30)]
     fps: u32,
@@ -193,8 +198,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let handle = handle.clone();
             let stop = stop_rx.clone();
             let mode = args.misbehave;
+            let ticks = args.sound == "ticks";
             workers.push(tokio::spawn(async move {
-                sound_worker(c, handle, mode, stop).await;
+                sound_worker(c, handle, mode, ticks, stop).await;
             }));
         }
     }
@@ -343,6 +349,7 @@ async fn sound_worker(
     c: usize,
     handle: pvgate_guest_sim::guest::DeviceHandle<pvgate_guest_sim::sound::SoundSession>,
     mode: Option<Mode>,
+    ticks: bool,
     stop: watch::Receiver<bool>,
 ) {
     let mut last = None;
@@ -376,7 +383,7 @@ async fn sound_worker(
                         Err(e) => say(&format!("misbehave {} vsnd/{c}/{s} error {e}", m.name())),
                     }
                 }
-                let result = stream_forever(c, s, &stream, stop).await;
+                let result = stream_forever(c, s, &stream, ticks, stop).await;
                 match result {
                     Ok(bytes) => say(&format!("sound vsnd/{c}/{s} bytes={bytes}")),
                     Err(e) => say(&format!("sound vsnd/{c}/{s} error {e}")),
@@ -389,6 +396,45 @@ async fn sound_worker(
     }
 }
 
+/// Play `total` bytes of wall-clock ticks. The playback timeline starts
+/// when the first period is written (TRIGGER start follows at once) and
+/// runs in real time from there, as the backend consumes it.
+async fn play_ticks(
+    stream: &pvgate_guest_sim::sound::SoundStream,
+    format: PcmFormat,
+    rate: u32,
+    channels: usize,
+    total: u64,
+) -> Result<u64, String> {
+    use pvgate_guest_sim::content::{ticks, tone::amplitude_of};
+    let frame_bytes = pcm::sample_size(format).map_err(|e| e.to_string())? * channels;
+    let mut start_us = None;
+    let stats = stream
+        .play(total, |offset, chunk| {
+            let origin = *start_us.get_or_insert_with(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64)
+            });
+            let first_frame = offset / frame_bytes as u64;
+            let t = origin + first_frame * 1_000_000 / u64::from(rate);
+            let samples = ticks::tick_frames(
+                t,
+                rate,
+                channels,
+                chunk.len() / frame_bytes,
+                amplitude_of(TONE_DBFS),
+            );
+            match pcm::encode_to_vec(&samples, format) {
+                Ok(bytes) if bytes.len() == chunk.len() => chunk.copy_from_slice(&bytes),
+                _ => chunk.fill(0),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(stats.bytes)
+}
+
 /// Tone level: loud enough to measure, far from clipping.
 const TONE_DBFS: f64 = -6.0;
 
@@ -399,6 +445,7 @@ async fn stream_forever(
     c: usize,
     s: usize,
     stream: &pvgate_guest_sim::sound::SoundStream,
+    ticks: bool,
     stop: watch::Receiver<bool>,
 ) -> Result<u64, String> {
     let hw = &stream.config.pcm_hw;
@@ -434,6 +481,9 @@ async fn stream_forever(
     let mut total = 0u64;
     while !*stop.borrow() {
         let bytes = match stream.config.kind {
+            pvgate_protocol::keys::StreamType::Playback if ticks => {
+                play_ticks(stream, format, rate, channels as usize, second).await?
+            }
             pvgate_protocol::keys::StreamType::Playback => {
                 stream
                     .play_tone(&mut tone, second)

@@ -69,6 +69,8 @@ pub struct GuestSpec {
     /// xl.cfg vkb spec, if any.
     pub vkb: Option<String>,
     pub scene: &'static str,
+    /// What playback plays: "tones" or "ticks" (pvgate-guest-sim --sound).
+    pub sound: &'static str,
     pub fps: u32,
 }
 
@@ -87,6 +89,7 @@ impl GuestSpec {
             ),
             vkb: Some(String::new()),
             scene: "pattern",
+            sound: "tones",
             fps: 30,
         }
     }
@@ -165,6 +168,8 @@ pub struct Host {
     dir: tempfile::TempDir,
     config: PathBuf,
     port: u16,
+    /// The gateway runs in this namespace (behind a shaped link) if set.
+    netns: Option<std::sync::Arc<crate::netns::NetNs>>,
 }
 
 fn spawn_reader<R: std::io::Read + Send + 'static>(
@@ -185,6 +190,17 @@ fn spawn_reader<R: std::io::Read + Send + 'static>(
 impl Host {
     /// Start the simulated Xen and the gateway with `tenants`.
     pub fn start(tenants: Vec<Tenant>) -> anyhow::Result<Host> {
+        Host::start_in(tenants, None)
+    }
+
+    /// The same, with the gateway in network namespace `netns` (listening
+    /// on its address; the browser reaches it over the veth link). The
+    /// simulated Xen and the guests stay here: they talk over unix sockets
+    /// and shared memory, which namespaces do not separate.
+    pub fn start_in(
+        tenants: Vec<Tenant>,
+        netns: Option<std::sync::Arc<crate::netns::NetNs>>,
+    ) -> anyhow::Result<Host> {
         let pvgate = workspace_binary("pvgate")?;
         // Short: unix socket paths are limited to 108 bytes.
         let dir = tempfile::Builder::new()
@@ -201,8 +217,12 @@ impl Host {
         let config = dir.path().join("pvgate.toml");
         std::fs::write(&config, config_toml(&tenants))?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let ip = netns
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |n| n.address.clone());
         let mut host = Host {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: format!("http://{ip}:{port}"),
+            netns,
             tenants,
             guests: Vec::new(),
             gateway: None,
@@ -229,12 +249,16 @@ impl Host {
     /// (Re)start `pvgate serve` on the same port, config and simulated Xen.
     pub fn start_gateway(&mut self) -> anyhow::Result<()> {
         let pvgate = workspace_binary("pvgate")?;
-        let mut child = Command::new(&pvgate)
+        let (mut command, ip) = match &self.netns {
+            Some(ns) => (ns.command(&pvgate), ns.address.clone()),
+            None => (Command::new(&pvgate), "127.0.0.1".to_string()),
+        };
+        let mut child = command
             .args(["serve", "--platform", "sim", "--sim-dir"])
             .arg(self.dir.path())
             .arg("--config")
             .arg(&self.config)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--listen", &format!("{ip}:{}", self.port)])
             .env("RUST_LOG", "info,xenstore_rs=error")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -274,6 +298,7 @@ impl Host {
             .args(["--name", &spec.name])
             .args(["--vdispl", &spec.vdispl])
             .args(["--scene", spec.scene])
+            .args(["--sound", spec.sound])
             .args(["--fps", &spec.fps.to_string()]);
         if let Some(s) = &spec.vsnd {
             cmd.args(["--vsnd", s]);

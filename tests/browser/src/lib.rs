@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod host;
+pub mod netns;
 pub mod page;
 pub mod webdriver;
 

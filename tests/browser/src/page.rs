@@ -112,6 +112,24 @@ impl<'b> Viewer<'b> {
         })
     }
 
+    /// Listen for `duration`: the wall-clock times (ms since the Unix epoch)
+    /// at which sound started after silence, at the page's audio output.
+    pub fn audio_onsets(&self, duration: Duration) -> anyhow::Result<Vec<f64>> {
+        let v = self.browser.session.execute_async(
+            "const done = arguments[arguments.length - 1];\
+             Promise.resolve(window.pvgate.audioOnsets(arguments[0])).then(done, e => done({error: String(e)}));",
+            json!([duration.as_millis() as u64]),
+        )?;
+        if let Some(e) = v.get("error") {
+            bail!("audioOnsets failed: {e}");
+        }
+        Ok(v.as_array()
+            .context("audioOnsets: not a list")?
+            .iter()
+            .filter_map(|t| t.as_f64())
+            .collect())
+    }
+
     /// The strongest frequency between `lo` and `hi` Hz in the received audio.
     pub fn audio_peak(&self, lo: f64, hi: f64) -> anyhow::Result<(f64, f64)> {
         let v = self.browser.session.execute_async(

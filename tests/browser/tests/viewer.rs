@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pvgate_browser_tests::browser::{Browser, BrowserOptions};
 use pvgate_browser_tests::host::{GuestSpec, Host, Tenant};
+use pvgate_browser_tests::netns::NetNs;
 use pvgate_browser_tests::page::Viewer;
 use pvgate_browser_tests::wait_for;
 use pvgate_guest_sim::content::scene::Renderer;
@@ -360,6 +361,101 @@ fn the_page_reconnects_when_its_connection_dies() -> anyhow::Result<()> {
         Ok(s.filter(|s| s.frame > before.frame + 15).map(|_| ()))
     })
     .with_context(|| viewer.debug_state())?;
+    Ok(())
+}
+
+/// A viewer behind a link slower than its stream: congestion control moves
+/// it to a lower bitrate step (a smaller shared encoder), and it keeps
+/// playing.
+///
+/// Not in CI yet: in about one run in three the page stops receiving video
+/// after the step down to the 300 kbit/s floor, while the gateway keeps
+/// encoding — every frame a keyframe, so the browser keeps sending PLIs for
+/// a picture that never arrives (`pvgate_encoder_keyframes_total` equals
+/// `pvgate_encoder_frames_total`, the page's inbound bitrate is 0). Run it
+/// with `cargo test -p pvgate-browser-tests --test viewer -- --ignored
+/// congestion` (as root: it makes a network namespace).
+#[test]
+#[ignore = "flaky: video sometimes stalls after the step down; see the doc comment"]
+fn congestion_moves_a_webrtc_viewer_to_a_lower_bitrate_step() -> anyhow::Result<()> {
+    let _one = serial();
+    let ns = std::sync::Arc::new(NetNs::create()?);
+    let mut host = Host::start_in(
+        vec![Tenant::new("acme", &[1]), Tenant::new("other", &[2])],
+        Some(ns.clone()),
+    )?;
+    // Noise: the encoder spends all the bitrate it is given. Small, so that
+    // a frame fits the shaped link's queue: with no RTP pacer in the webrtc
+    // crate a frame leaves in one burst, and one larger than the bottleneck's
+    // queue is lost whole, again and again.
+    let mut spec = GuestSpec::full(1, 320, 180);
+    spec.scene = "noise";
+    spec.vsnd = None;
+    spec.vkb = None;
+    host.add_guest(spec)?;
+    let browser = Browser::start(&BrowserOptions::default())?;
+    let token = host.tenants[0].token("view").to_string();
+    let viewer = Viewer::open(&browser, &host.viewer_url(1, &token, "transport=webrtc"))?;
+    viewer.wait_playing(10, Duration::from_secs(60))?;
+    let step = || -> anyhow::Result<f64> {
+        metric_samples(
+            &metrics_of(&host, &token)?,
+            "pvgate_viewer_encoder_bitrate_bps",
+        )
+        .first()
+        .copied()
+        .context("no pvgate_viewer_encoder_bitrate_bps in /metrics")
+    };
+    // Unshaped, the estimate climbs well above the link we are about to
+    // impose (GCC starts low and ramps up; the configured start is 4 Mbit/s).
+    const LINK_BPS: f64 = 1_000_000.0;
+    let before = wait_for(
+        "the viewer's step to rise above 1.5 Mbit/s on the unshaped link",
+        Duration::from_secs(30),
+        || Ok(step().ok().filter(|&s| s >= 1.5 * LINK_BPS)),
+    )
+    .with_context(|| format!("step {:?} bit/s", step().ok()))?;
+
+    // The link to the browser drops to 1 Mbit/s.
+    ns.limit_egress(1000, 400)?;
+    let after = wait_for(
+        "the viewer's step to fit the 1 Mbit/s link",
+        Duration::from_secs(45),
+        || Ok(step().ok().filter(|&s| s <= LINK_BPS)),
+    )
+    .with_context(|| {
+        format!(
+            "step {:?} bit/s; page: {}",
+            step().ok(),
+            viewer.debug_state()
+        )
+    })?;
+    assert!(after < before);
+    // Still playing, on the smaller encoder.
+    let frames = |v: &Viewer| -> anyhow::Result<u64> {
+        Ok(v.eval("window.pvgate.framesDecoded")?.as_u64().unwrap_or(0))
+    };
+    let seen = frames(&viewer)?;
+    // Noise at a low step runs at a few frames per second (the encoder's
+    // output budget), but it runs.
+    wait_for("video after the step down", Duration::from_secs(20), || {
+        Ok((frames(&viewer)? >= seen + 5).then_some(()))
+    })
+    .with_context(|| {
+        let encoders: Vec<String> = metrics_of(&host, &token)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("pvgate_encoder") || l.starts_with("pvgate_viewer"))
+            .map(str::to_string)
+            .collect();
+        format!("page: {}; gateway: {encoders:#?}", viewer.debug_state())
+    })?;
+    let log = host.gateway_log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("viewer moved to another bitrate step")),
+        "the gateway did not log the step change"
+    );
     Ok(())
 }
 

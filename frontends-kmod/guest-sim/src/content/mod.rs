@@ -29,6 +29,7 @@ pub mod pcm;
 pub mod pixfmt;
 pub mod scene;
 pub mod strip;
+pub mod ticks;
 pub mod tone;
 pub mod view;
 

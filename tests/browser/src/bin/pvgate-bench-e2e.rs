@@ -5,6 +5,11 @@
 //! (`requestVideoFrameCallback` for WebRTC, the canvas draw for the
 //! WebSocket transport). Latency = presentation − stamp, both on this
 //! machine's clock, for every size × codec × transport, p50 and p99.
+//!
+//! Audio likewise: the guest plays a 1 kHz tick on every whole second of
+//! its playback timeline (real time from the stream's start); the page
+//! reports when each tick's onset reached its audio output. Latency =
+//! onset − the whole second before it, per transport.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +24,7 @@ struct Args {
     sizes: Vec<(u32, u32)>,
     codecs: Vec<String>,
     transports: Vec<String>,
+    audio: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -27,6 +33,7 @@ fn parse_args() -> anyhow::Result<Args> {
         sizes: vec![(1280, 720), (1920, 1080)],
         codecs: vec!["h264".into(), "vp8".into()],
         transports: vec!["webrtc".into(), "websocket".into()],
+        audio: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -44,10 +51,13 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--codec" => args.codecs = value()?.split(',').map(str::to_string).collect(),
             "--transport" => args.transports = value()?.split(',').map(str::to_string).collect(),
+            "--no-audio" => args.audio = false,
+            "--audio-only" => args.sizes.clear(),
             "-h" | "--help" => {
                 println!(
-                    "pvgate bench e2e [--samples N] [--size 1280x720,1920x1080] [--codec h264,vp8] [--transport webrtc,websocket]\n\
-                     Glass-to-glass latency (guest draw → browser presentation) in headless Chromium."
+                    "pvgate bench e2e [--samples N] [--size 1280x720,1920x1080] [--codec h264,vp8] [--transport webrtc,websocket] [--no-audio | --audio-only]\n\
+                     Glass-to-glass latency (guest draw → browser presentation) in headless Chromium,\n\
+                     and audio latency (guest playback timeline → the page's audio output)."
                 );
                 std::process::exit(0);
             }
@@ -111,6 +121,38 @@ fn measure(
     Ok(out)
 }
 
+/// Audio latency over `transport`: `samples` ticks.
+fn measure_audio(transport: &str, samples: usize) -> anyhow::Result<Vec<f64>> {
+    let mut host = Host::start(vec![Tenant::new("bench", &[1])])?;
+    let mut spec = GuestSpec::full(1, 640, 360);
+    spec.vkb = None;
+    spec.sound = "ticks";
+    host.add_guest(spec)?;
+    let browser = Browser::start(&BrowserOptions::default())?;
+    let token = host.tenants[0].token("view").to_string();
+    let viewer = Viewer::open(
+        &browser,
+        &host.viewer_url(1, &token, &format!("transport={transport}")),
+    )?;
+    viewer.wait_playing(10, Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let mut out = Vec::with_capacity(samples);
+    let deadline = Instant::now() + Duration::from_secs(30 + 2 * samples as u64);
+    while out.len() < samples && Instant::now() < deadline {
+        for onset in viewer.audio_onsets(Duration::from_secs(10))? {
+            // Ticks start on whole seconds; latency is under a second.
+            out.push(onset - (onset / 1000.0).floor() * 1000.0);
+        }
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no ticks heard over {transport}: {}",
+        viewer.debug_state()
+    );
+    out.truncate(samples);
+    Ok(out)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let mut rows = Vec::new();
@@ -141,10 +183,39 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    let mut audio_rows = Vec::new();
+    if args.audio {
+        for transport in &args.transports {
+            eprintln!(
+                "measuring audio over {transport} ({} ticks) ...",
+                args.samples.min(30)
+            );
+            match measure_audio(transport, args.samples.min(30)) {
+                Ok(mut v) => {
+                    v.sort_by(|a, b| a.total_cmp(b));
+                    audio_rows.push(format!(
+                        "| Opus 48 kHz stereo | {transport} | {} | {:.1} | {:.1} |",
+                        v.len(),
+                        percentile(&v, 0.5),
+                        percentile(&v, 0.99)
+                    ));
+                }
+                Err(e) => audio_rows.push(format!("| Opus | {transport} | failed: {e:#} | | |")),
+            }
+        }
+    }
     println!("| size | codec | transport | frames | glass-to-glass p50 (ms) | p99 (ms) |");
     println!("|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
+    }
+    if !audio_rows.is_empty() {
+        println!();
+        println!("| audio | transport | ticks | guest → speaker p50 (ms) | p99 (ms) |");
+        println!("|---|---|---|---|---|");
+        for r in audio_rows {
+            println!("{r}");
+        }
     }
     Ok(())
 }
