@@ -41,6 +41,64 @@ pub enum Command {
     /// standard input, or generates a random one when stdin is a terminal,
     /// and prints the `[[tenant.token]]` entry to paste.
     HashToken(HashTokenArgs),
+    /// Check a tenant's policy plugin, or replay a recorded policy trace
+    /// through it (before putting it into the configuration).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Load FILE.wasm as the gateway would: print its world version,
+    /// imports, exports and size, or what is wrong with it (exit 2).
+    Check(PluginCheckArgs),
+    /// Replay a policy trace (`pvgate serve --record-policy-trace`, or
+    /// written by hand) through FILE.wasm: each decision, the fuel and the
+    /// time per call. Exits 2 if a call failed (trap, fuel, deadline).
+    Test(PluginTestArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PluginCheckArgs {
+    /// The plugin (a WebAssembly component of pvgate:policy/plugin@0.1.0).
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+    /// Where compiled code is cached (default: $XDG_CACHE_HOME/pvgate/policy,
+    /// else /var/cache/pvgate/policy).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PluginTestArgs {
+    /// The plugin.
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+    /// The trace: a JSON document `{"events": [...]}` or JSON lines.
+    #[arg(long, value_name = "TRACE.json")]
+    pub events: PathBuf,
+    /// A key/value the plugin reads with `config-get` (repeatable), as the
+    /// tenant's `policy_config` table in the gateway's configuration.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = crate::commands::plugin::parse_config_pair)]
+    pub config: Vec<(String, String)>,
+    /// The tenant to load it for (default: the first event's guest's tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Fuel per call (default 50000000, as the gateway).
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Wall-clock deadline per call in milliseconds (default 50).
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<u64>,
+    /// One JSON object per step instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 0 even if calls failed (for traces of a misbehaving plugin).
+    #[arg(long)]
+    pub allow_failures: bool,
+    /// Where compiled code is cached (as for `plugin check`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

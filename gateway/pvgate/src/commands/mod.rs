@@ -4,7 +4,8 @@ mod bench;
 mod bench_e2e;
 mod demo;
 mod hash_token;
-mod serve;
+pub mod plugin;
+pub mod serve;
 mod sim_xen;
 
 use crate::cli::Command;
@@ -16,5 +17,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(which) => bench::run(which).await,
         Command::HashToken(args) => hash_token::run(args),
+        Command::Plugin(which) => plugin::run(which),
     }
 }
