@@ -195,6 +195,11 @@ pub struct ServeArgs {
     /// unless --listen is a loopback address.
     #[arg(long, conflicts_with = "config")]
     pub insecure_no_auth: bool,
+    /// Append every policy question (video, audio, admission, with their
+    /// inputs) to FILE as JSON lines, for `pvgate plugin test PLUGIN.wasm
+    /// --events FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record_policy_trace: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -21,6 +21,9 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::access::Role;
+use crate::policy::settings::{PolicySettings, TenantPolicyConfig};
+
+mod policy;
 
 /// A STUN or TURN server handed to browsers and used by the gateway's ICE agent.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -94,6 +97,9 @@ pub struct Tenant {
     pub name: String,
     pub guests: Vec<GuestRef>,
     pub tokens: Vec<TokenConfig>,
+    /// Its policy plugin (or the built-in policy), `config-get` values and
+    /// guest labels.
+    pub policy: TenantPolicyConfig,
 }
 
 /// A loaded, validated configuration.
@@ -109,6 +115,8 @@ pub struct Config {
     /// shows every tenant's guests.
     pub metrics_token_sha256: Option<[u8; 32]>,
     pub streaming: StreamingConfig,
+    /// `[policy]`: limits of tenants' policy plugins, their compile cache.
+    pub policy: PolicySettings,
     pub tenants: Vec<Tenant>,
 }
 
@@ -259,6 +267,8 @@ struct RawConfig {
     metrics_token_sha256: Option<Spanned<String>>,
     #[serde(default)]
     streaming: Option<RawStreaming>,
+    #[serde(default)]
+    policy: Option<policy::RawPolicy>,
     #[serde(default, rename = "tenant")]
     tenants: Vec<RawTenant>,
 }
@@ -295,6 +305,13 @@ struct RawTenant {
     guests: Vec<Spanned<RawGuest>>,
     #[serde(default, rename = "token")]
     tokens: Vec<RawToken>,
+    policy: Option<Spanned<String>>,
+    #[serde(default)]
+    policy_config: BTreeMap<String, Spanned<toml::Value>>,
+    policy_fuel_per_call: Option<Spanned<u64>>,
+    policy_deadline_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    labels: Vec<policy::RawLabels>,
 }
 
 #[derive(Deserialize)]
@@ -454,6 +471,7 @@ impl Config {
             })?);
         }
         config.streaming = streaming(&src, raw.streaming.unwrap_or_default())?;
+        config.policy = policy::settings(&src, raw.policy)?;
 
         // Every token hash, and every domid and pattern, with who has it.
         let mut hashes: BTreeMap<[u8; 32], (String, usize)> = BTreeMap::new();
@@ -484,10 +502,22 @@ impl Config {
                     ),
                 ));
             }
+            let tenant_policy = policy::tenant(
+                &src,
+                &name,
+                policy::RawTenantPolicy {
+                    policy: t.policy,
+                    policy_config: t.policy_config,
+                    policy_fuel_per_call: t.policy_fuel_per_call,
+                    policy_deadline_ms: t.policy_deadline_ms,
+                    labels: t.labels,
+                },
+            )?;
             let mut tenant = Tenant {
                 name: name.clone(),
                 guests: Vec::new(),
                 tokens: Vec::new(),
+                policy: tenant_policy,
             };
             for g in t.guests {
                 let line = src.line_of(g.span());
@@ -814,6 +844,69 @@ sha256 = "{H1}"
         );
         assert_eq!(t.tokens[0].role, Role::Control);
         assert_eq!(hex(&t.tokens[0].sha256), H1);
+    }
+
+    #[test]
+    fn tenant_policies_parse() {
+        let c = Config::parse(
+            r#"
+[policy]
+cache_dir = "cache"
+fuel_per_call = 1000000
+deadline_ms = 20
+recheck_seconds = 30
+[[tenant]]
+name = "acme"
+guests = [5, "acme-*"]
+policy = "plugins/tiers.wasm"
+policy_deadline_ms = 10
+[tenant.policy_config]
+hours = "09:00-17:00"
+utc-offset-minutes = 60
+[[tenant.labels]]
+guests = [5, "acme-db-*"]
+labels = ["gold"]
+[[tenant]]
+name = "beta"
+"#,
+            "/etc/pvgate/pvgate.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.policy.cache_dir,
+            pvgate_policy::CacheDir::Path("/etc/pvgate/cache".into())
+        );
+        assert_eq!(c.policy.call_limits.fuel, 1_000_000);
+        assert_eq!(c.policy.recheck, std::time::Duration::from_secs(30));
+        let p = &c.tenants[0].policy;
+        assert_eq!(
+            p.plugin.as_deref(),
+            Some(Path::new("/etc/pvgate/plugins/tiers.wasm"))
+        );
+        assert_eq!(p.defined_at, "/etc/pvgate/pvgate.toml:10");
+        assert_eq!(p.config["utc-offset-minutes"], "60");
+        assert_eq!(
+            p.call_limits.unwrap().deadline,
+            std::time::Duration::from_millis(10)
+        );
+        assert_eq!(p.labels_of(5, "x"), ["gold"]);
+        assert_eq!(p.labels_of(9, "acme-db-2"), ["gold"]);
+        assert_eq!(c.tenants[1].policy, TenantPolicyConfig::default());
+
+        let e = |extra: &str| err(&format!("[[tenant]]\nname = \"a\"\n{extra}"));
+        assert!(e("policy = \"\"").message.contains("built-in policy"));
+        assert!(e("[tenant.policy_config]\nx = [1]")
+            .message
+            .contains("policy_config.x"));
+        assert!(e("[[tenant.labels]]\nguests = [0]\nlabels = [\"gold\"]")
+            .message
+            .contains("domid 0"));
+        assert!(e("[[tenant.labels]]\nguests = [5]\nlabels = [\"a b\"]")
+            .message
+            .contains("label \"a b\""));
+        let bad = err("[policy]\ndeadline_ms = 0");
+        assert!(bad.message.contains("deadline_ms = 0"), "{bad}");
+        assert_eq!(bad.line, 2);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::discovery::{self, Change, DeviceId};
 use crate::http::{DisplayInfo, GatewayView, GuestInfo};
+use crate::policy::{apply, sound::GuestSound, Policies};
 use crate::session::input::InputTarget;
 
 /// Everything the gateway serves, shared with the HTTP layer.
@@ -33,6 +34,9 @@ pub struct Gateway {
     names: Mutex<BTreeMap<DomId, String>>,
     /// Stop switches of the running device tasks.
     devices: Mutex<BTreeMap<DeviceId, watch::Sender<bool>>>,
+    /// Every tenant's policy: sound limits per stream, encoder limits per
+    /// connector (and the sessions' admission, through `policies()`).
+    policies: Arc<Policies>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -41,7 +45,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Gateway {
-    pub fn new(platform: Platform) -> Arc<Gateway> {
+    /// A gateway deciding with `policies` (tenants' plugins).
+    pub fn with_policies(platform: Platform, policies: Arc<Policies>) -> Arc<Gateway> {
         Arc::new(Gateway {
             platform,
             displays: DisplayOutputs::new(),
@@ -53,7 +58,12 @@ impl Gateway {
             input_limits: InputLimits::default(),
             names: Mutex::new(BTreeMap::new()),
             devices: Mutex::new(BTreeMap::new()),
+            policies,
         })
+    }
+
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
     }
 
     /// Serve every device that appears, until the store connection ends.
@@ -88,8 +98,17 @@ impl Gateway {
                 true
             }
             "vsnd" => {
-                let (outputs, limits) = (self.sounds.clone(), self.sound_limits.clone());
+                let (outputs, mut limits) = (self.sounds.clone(), self.sound_limits.clone());
                 tokio::spawn(async move {
+                    // The guest's name decides its tenant (patterns) and
+                    // labels, so it is read before the streams' limits are
+                    // (one xenstore read; xl allows 10 s to InitWait).
+                    let guest_name = this.name_of(frontend).await;
+                    let guest = this.policies.guest(frontend, &guest_name);
+                    limits.policy = sound::PolicyHook(Some(Arc::new(GuestSound {
+                        policies: this.policies.clone(),
+                        guest,
+                    })));
                     let result =
                         sound::serve_device(platform, frontend, devid, outputs, limits, stop).await;
                     this.device_ended(&name, result);
@@ -155,16 +174,32 @@ impl Gateway {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let name = this
-                .platform
-                .store
-                .read_opt(&format!("/local/domain/{domid}/name"))
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| format!("domain-{domid}"));
-            lock(&this.names).insert(domid, name);
+            this.name_of(domid).await;
         });
+    }
+
+    /// The guest's xenstore name, read once and remembered.
+    async fn name_of(&self, domid: DomId) -> String {
+        if let Some(n) = lock(&self.names).get(&domid) {
+            return n.clone();
+        }
+        let name = self
+            .platform
+            .store
+            .read_opt(&format!("/local/domain/{domid}/name"))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| format!("domain-{domid}"));
+        lock(&self.names).entry(domid).or_insert(name).clone()
+    }
+
+    /// The guest's name if known (the API's and the policy's view).
+    pub fn known_name(&self, domid: DomId) -> String {
+        lock(&self.names)
+            .get(&domid)
+            .cloned()
+            .unwrap_or_else(|| format!("domain-{domid}"))
     }
 
     /// The guest's first stream of `direction` (device, then stream order).
@@ -281,8 +316,15 @@ impl GatewayView for Gateway {
         index: usize,
         params: EncoderParams,
     ) -> Option<Result<Subscription, EncodeError>> {
-        let connector = self.guest_displays(domid).get(index)?.hub_id();
-        Some(self.encoders.subscribe(connector, params))
+        let output = self.guest_displays(domid).get(index)?.clone();
+        // The tenant's video policy bounds every encoder a viewer gets,
+        // whatever the session asked for: bitrate, frame rate, size.
+        let guest = self.policies.guest(domid, &self.known_name(domid));
+        let policy = self
+            .policies
+            .video(&guest, output.key.connector, output.resolution);
+        let params = apply::clamp_encoder(params, &policy, output.resolution);
+        Some(self.encoders.subscribe(output.hub_id(), params))
     }
 
     fn playback_stream(&self, domid: DomId) -> Option<Arc<StreamOutput>> {
@@ -295,5 +337,9 @@ impl GatewayView for Gateway {
 
     fn input_target(&self, domid: DomId) -> Option<Arc<dyn InputTarget>> {
         Gateway::input(self, domid).map(|sink| Arc::new(sink) as Arc<dyn InputTarget>)
+    }
+
+    fn policies(&self) -> Option<Arc<Policies>> {
+        Some(self.policies.clone())
     }
 }

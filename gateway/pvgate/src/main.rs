@@ -8,6 +8,7 @@ mod config;
 mod discovery;
 mod gateway;
 mod http;
+mod policy;
 mod session;
 
 use std::process::ExitCode;

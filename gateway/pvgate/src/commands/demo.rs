@@ -3,6 +3,7 @@
 //! domains) and the gateway serving them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use sha2::Digest;
@@ -10,7 +11,7 @@ use tokio::process::{Child, Command};
 
 use crate::access::{Access, Role};
 use crate::cli::DemoArgs;
-use crate::commands::serve::serve_until_interrupted;
+use crate::commands::serve::{load_policies, serve_until_interrupted};
 use crate::config::{generate_token, Config, GuestRef, StreamingConfig, Tenant, TokenConfig};
 use crate::gateway::Gateway;
 use crate::http;
@@ -44,7 +45,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot start the simulated Xen in {}", dir.display()))?;
     let platform = pvgate_platform::sim::connect(&dir, 0).await?;
-    let gateway = Gateway::new(platform);
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => generate_token()?,
+    };
+    let config = demo_config(args.guests, &token);
+    let access = Arc::new(Access::from_config(&config));
+    // The demo tenant has no plugin: the built-in policy, as `serve` gives
+    // a tenant without `policy`.
+    let policies = Arc::new(load_policies(Some(&config), access.clone())?);
+    let gateway = Gateway::with_policies(platform, policies);
 
     let mut guests = Vec::new();
     for i in 0..args.guests {
@@ -56,11 +66,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             SCENES[usize::from(i) % SCENES.len()],
         )?);
     }
-    let token = match &args.token {
-        Some(t) => t.clone(),
-        None => generate_token()?,
-    };
-    let access = Access::from_config(&demo_config(args.guests, &token));
     // A wildcard address is no place to point a browser at.
     let shown = if address.ip().is_unspecified() {
         std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
@@ -97,6 +102,7 @@ fn demo_config(guests: u16, token: &str) -> Config {
                 role: Role::Control,
                 sha256: sha2::Sha256::digest(token.as_bytes()).into(),
             }],
+            policy: Default::default(),
         }],
         ..Config::default()
     }

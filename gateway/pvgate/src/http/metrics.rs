@@ -88,7 +88,16 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap, uri: Uri
         .keys()
         .map(|&d| (d, state.sessions.viewer_count(d)))
         .collect();
-    let body = render(&guests, &viewer_counts, &sample, &viewers);
+    let mut body = render(&guests, &viewer_counts, &sample, &viewers);
+    // Policy counters: every tenant's for the metrics token, else the
+    // caller's own tenant's.
+    body.push_str(&crate::policy::metrics::render(
+        &state.policies().tenant_policies(),
+        |tenant| match &scope {
+            MetricsScope::All => true,
+            MetricsScope::Tenant(v) => v.tenant == tenant,
+        },
+    ));
     (
         [
             (header::CONTENT_TYPE, CONTENT_TYPE),

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::access::Access;
 use crate::config::StreamingConfig;
+use crate::policy::Policies;
 use crate::session::input::InputTarget;
 use crate::session::Sessions;
 
@@ -106,6 +107,12 @@ pub trait GatewayView: Send + Sync + 'static {
     fn input_target(&self, _domid: DomId) -> Option<Arc<dyn InputTarget>> {
         None
     }
+
+    /// Tenants' policies (admission and role, codecs, bitrates, the
+    /// microphone). `None`: the built-in policy for everyone.
+    fn policies(&self) -> Option<Arc<Policies>> {
+        None
+    }
 }
 
 /// What every handler can reach. Handlers that need only a part take it
@@ -129,6 +136,16 @@ impl AppState {
             sessions: Arc::new(Sessions::default()),
             streaming: Arc::new(StreamingConfig::default()),
         }
+    }
+}
+
+impl AppState {
+    /// The policies sessions and /metrics ask: the gateway's, else the
+    /// built-in policy.
+    pub fn policies(&self) -> Arc<Policies> {
+        self.view
+            .policies()
+            .unwrap_or_else(|| Arc::new(Policies::builtin_only(self.access.clone())))
     }
 }
 
@@ -173,9 +190,13 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
 
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     use axum::serve::ListenerExt;
-    axum::serve(listener.tap_io(tune_connection), router(state))
-        .await
-        .context("the HTTP server stopped")
+    // The peer address reaches the tenant's admission policy.
+    axum::serve(
+        listener.tap_io(tune_connection),
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+    .context("the HTTP server stopped")
 }
 
 /// Unsent bytes the kernel keeps per connection before the socket stops

@@ -123,6 +123,18 @@ impl InputValidator {
         self.display = display;
     }
 
+    /// The role changed mid-session (the tenant's policy re-checked it).
+    /// Losing control releases what is held: the events to send for that.
+    pub fn set_role(&mut self, role: Role) -> Vec<GuestInput> {
+        let release = if role != Role::Control && self.role == Role::Control {
+            self.release_all()
+        } else {
+            Vec::new()
+        };
+        self.role = role;
+        release
+    }
+
     /// Turn one input message (a JSON object with an input `type`) into the
     /// events to send, or say why it was dropped.
     pub fn handle(

@@ -16,6 +16,7 @@
 //! | [`run`] | one session from `hello` to close |
 //! | this file | the route (authentication before upgrading) and the registry |
 
+pub mod admission;
 pub mod bitrate;
 pub mod frames;
 pub mod input;
@@ -243,6 +244,7 @@ async fn session_socket(
     Path(domid): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let viewer = match state
@@ -274,11 +276,19 @@ async fn session_socket(
     if let Err(e) = state.access.check_origin(&headers) {
         return refuse(e.status(), e.to_string());
     }
+    // The tenant's policy last: it may refuse, or lower control to view.
+    let remote = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let viewer = match admission::admit(&state.policies(), &guest, viewer, remote) {
+        Ok(v) => v,
+        Err(reason) => return refuse(StatusCode::FORBIDDEN, reason),
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => return e.into_response(),
     };
     ws.max_message_size(protocol::MAX_TEXT_FRAME)
         .max_frame_size(protocol::MAX_TEXT_FRAME)
-        .on_upgrade(move |socket| run::run(socket, state, viewer, guest))
+        .on_upgrade(move |socket| run::run(socket, state, viewer, guest, remote))
 }

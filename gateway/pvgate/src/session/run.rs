@@ -13,6 +13,7 @@ use pvgate_media::EncoderParams;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
+use super::admission::{Recheck, RecheckOutcome};
 use super::bitrate::BitrateSteps;
 use super::frames::{self, Kind};
 use super::input::{InputTarget, InputValidator, RateLimit, WARN_EVERY};
@@ -27,6 +28,7 @@ use super::websocket::{audio_pump, video_pump, Microphone};
 use super::{lock, Live};
 use crate::access::{Role, Viewer};
 use crate::http::{AppState, GuestInfo};
+use crate::policy::apply;
 
 /// A client that has not said hello by then is not a viewer.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,6 +129,15 @@ impl InputPath {
     pub fn set_display(&self, size: (u32, u32)) {
         lock(&self.validator).set_display(size);
     }
+
+    /// A new role from the policy's re-check; losing control releases
+    /// every key, button and touch this session holds.
+    pub fn set_role(&self, role: Role) {
+        let release = lock(&self.validator).set_role(role);
+        if let (false, Some(t)) = (release.is_empty(), &self.target) {
+            let _ = t.send(&release);
+        }
+    }
 }
 
 /// Tells the client when the encoded size changes, and the input path so
@@ -171,7 +182,13 @@ fn fatal(outbox: &Outbox, message: impl Into<String>) {
     outbox.close();
 }
 
-pub async fn run(socket: WebSocket, state: AppState, viewer: Viewer, guest: GuestInfo) {
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    viewer: Viewer,
+    guest: GuestInfo,
+    remote: Option<std::net::SocketAddr>,
+) {
     let (sink, mut stream) = socket.split();
     let outbox = Outbox::new();
     let writer = tokio::spawn(outbox.clone().write_loop(sink));
@@ -186,6 +203,7 @@ pub async fn run(socket: WebSocket, state: AppState, viewer: Viewer, guest: Gues
             &viewer,
             &guest,
             hello,
+            remote,
         )
         .await;
     }
@@ -261,9 +279,12 @@ async fn serve(
     viewer: &Viewer,
     guest: &GuestInfo,
     hello: Hello,
+    remote: Option<std::net::SocketAddr>,
 ) {
     let domid = guest.domid;
     let cfg = state.streaming.clone();
+    let policies = state.policies();
+    let policy_guest = policies.guest(domid, &guest.name);
     let Some(display) = guest.displays.get(hello.display).cloned() else {
         return fatal(
             outbox,
@@ -280,6 +301,15 @@ async fn serve(
     } else {
         Transport::Websocket
     };
+    // The tenant's video policy narrows the operator's settings for this
+    // connector: codec order, bitrate range (also congestion control's),
+    // frame rate. The encoder size is enforced where encoders are made.
+    let video_policy = policies.video(
+        &policy_guest,
+        display.connector,
+        (display.width, display.height),
+    );
+    let cfg = std::sync::Arc::new(apply::narrow_streaming(&state.streaming, &video_policy));
     let Some(codec) = choose_codec(&cfg.codecs, &hello.codecs) else {
         let ours: Vec<_> = cfg.codecs.iter().map(|c| codec_name(*c)).collect();
         let theirs: Vec<_> = hello.codecs.iter().map(|c| codec_name(*c)).collect();
@@ -321,8 +351,14 @@ async fn serve(
     } else {
         None
     };
+    // The microphone needs control, and the tenant's audio policy for the
+    // guest's capture stream.
     let capture = if hello.mic && viewer.role == Role::Control {
-        state.view.capture_stream(domid)
+        state.view.capture_stream(domid).filter(|c| {
+            policies
+                .audio(&policy_guest, &apply::sound_stream(&c.config))
+                .capture_allowed
+        })
     } else {
         None
     };
@@ -436,6 +472,12 @@ async fn serve(
     };
     tracing::info!(domid, session = %registration.id, transport = transport.name(), codec = %codec, role = ?viewer.role, "viewer session started");
 
+    let mut recheck = Recheck::new(
+        policies.clone(),
+        policy_guest.clone(),
+        viewer.clone(),
+        remote,
+    );
     let mut rate = RateLimit::new(MAX_MESSAGES_PER_SECOND);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_sent = (Instant::now(), 0u64);
@@ -445,6 +487,20 @@ async fn serve(
             _ = tick.tick() => {
                 if outbox.is_broken() {
                     break;
+                }
+                match recheck.due(Instant::now()) {
+                    RecheckOutcome::Same => {}
+                    RecheckOutcome::Role(role) => {
+                        input.set_role(role);
+                        if role != Role::Control {
+                            mic.revoke();
+                        }
+                        outbox.send(&ServerMessage::error(recheck.role_message(role), false));
+                    }
+                    RecheckOutcome::Denied(reason) => {
+                        fatal(outbox, reason);
+                        break;
+                    }
                 }
                 if let Media::Websocket { .. } = media {
                     // The send rate is this transport's bitrate figure.

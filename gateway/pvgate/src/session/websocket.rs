@@ -2,7 +2,7 @@
 //! binary frames on the session socket (PROTOCOL.md "Binary frames"); the
 //! microphone comes back as kind 3.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +77,9 @@ pub async fn audio_pump(mut sub: AudioSubscriber, outbox: Arc<Outbox>) {
 pub struct Microphone {
     /// `None`: not allowed (role view, not asked, or no capture stream).
     pub capture: Option<Arc<StreamOutput>>,
+    /// Set when the tenant's policy withdrew control mid-session: every
+    /// packet is dropped from then on.
+    revoked: AtomicBool,
     pub accepted: AtomicU64,
     pub dropped: AtomicU64,
 }
@@ -85,14 +88,22 @@ impl Microphone {
     pub fn new(capture: Option<Arc<StreamOutput>>) -> Microphone {
         Microphone {
             capture,
+            revoked: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
     }
 
+    /// Stop passing packets to the guest (for good: a microphone is only
+    /// set up at the start of a session).
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::Relaxed);
+    }
+
     /// One Opus packet from the viewer. False if it was dropped.
     pub fn packet(&self, opus: &[u8]) -> bool {
         let ok = match &self.capture {
+            _ if self.revoked.load(Ordering::Relaxed) => false,
             Some(c) if !opus.is_empty() && opus.len() <= MAX_OPUS_PACKET => {
                 c.inject_capture(opus.to_vec())
             }
