@@ -121,7 +121,8 @@ pub enum BenchCommand {
     /// content, next to ffmpeg on the same frames.
     Display(BenchDisplayArgs),
     /// Glass-to-glass latency in headless Chromium (guest draw → browser
-    /// presentation), p50/p99 per size, codec and transport. Needs Debian's
+    /// presentation), p50/p99 per size, codec and transport, and audio
+    /// latency (guest playback → the page's audio output). Needs Debian's
     /// chromium and chromium-driver and the `pvgate-bench-e2e` binary built
     /// next to this one (`cargo build --release -p pvgate-browser-tests`).
     E2e(BenchE2eArgs),
@@ -141,6 +142,12 @@ pub struct BenchE2eArgs {
     /// Transports: webrtc, websocket.
     #[arg(long, default_value = "webrtc,websocket")]
     pub transport: String,
+    /// Measure only video (skip the audio latency rows).
+    #[arg(long, conflicts_with = "audio_only")]
+    pub no_audio: bool,
+    /// Measure only audio latency (guest playback → the page's audio output).
+    #[arg(long)]
+    pub audio_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -261,6 +268,22 @@ mod tests {
         assert!(parse_demo_token("a&b").unwrap_err().contains("-._~"));
         assert!(parse_demo_token("a b").is_err());
         assert!(parse_demo_token(&"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn bench_e2e_measures_audio_only_or_no_audio_not_both() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["pvgate", "bench", "e2e"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Bench(BenchCommand::E2e(a)) => (a.audio_only, a.no_audio),
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), (false, false));
+        assert_eq!(parse(&["--audio-only"]).unwrap(), (true, false));
+        assert_eq!(parse(&["--no-audio"]).unwrap(), (false, true));
+        assert!(parse(&["--audio-only", "--no-audio"]).is_err());
     }
 
     #[test]

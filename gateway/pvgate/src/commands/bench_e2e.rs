@@ -14,11 +14,19 @@ pub async fn run(args: BenchE2eArgs) -> anyhow::Result<()> {
         "{} is missing: build it with `cargo build --release -p pvgate-browser-tests` (it needs Debian's chromium and chromium-driver to run)",
         bench.display()
     );
-    let status = tokio::process::Command::new(&bench)
+    let mut command = tokio::process::Command::new(&bench);
+    command
         .args(["--samples", &args.samples.to_string()])
         .args(["--size", &args.size])
         .args(["--codec", &args.codec])
-        .args(["--transport", &args.transport])
+        .args(["--transport", &args.transport]);
+    if args.no_audio {
+        command.arg("--no-audio");
+    }
+    if args.audio_only {
+        command.arg("--audio-only");
+    }
+    let status = command
         .status()
         .await
         .with_context(|| format!("cannot run {}", bench.display()))?;
