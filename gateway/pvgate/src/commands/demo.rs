@@ -72,15 +72,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         address
     };
-    println!(
+    // One write: a reader that stops after the URL line must not see the
+    // rest fail (a panicking `println!` took the demo down that way).
+    super::emit(&format!(
         "pvgate demo: {} simulated guest(s) on a simulated Xen in {}\n\n    open http://{}/?token={}\n\n\
-         The token (tenant \"demo\", role control) also works as `Authorization: Bearer {}`.\nCtrl-C stops it.",
+         The token (tenant \"demo\", role control) also works as `Authorization: Bearer {}`.\nCtrl-C stops it.\n",
         args.guests,
         dir.display(),
         shown,
         token,
         token
-    );
+    ))?;
     let result =
         serve_until_interrupted(gateway, listener, access, StreamingConfig::default()).await;
     for mut guest in guests {

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -20,6 +19,7 @@ use pvgate_policy::{
     PolicyEvent, PolicyTrace, ReplayStep, Source,
 };
 
+use super::emit;
 use crate::cli::{PluginCheckArgs, PluginCommand, PluginTestArgs};
 
 pub fn run(command: PluginCommand) -> anyhow::Result<()> {
@@ -56,16 +56,6 @@ fn check(args: PluginCheckArgs) -> anyhow::Result<()> {
         describe(&info)
     ))?;
     Ok(())
-}
-
-/// Writes to stdout; `Ok(false)` once the reader has gone (`| head`),
-/// which is not an error worth a message.
-fn emit(text: &str) -> anyhow::Result<bool> {
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(anyhow::anyhow!("cannot write to standard output: {e}")),
-    }
 }
 
 /// The `plugin check` report of a plugin that passed.
