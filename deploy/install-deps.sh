@@ -18,7 +18,13 @@ set -euo pipefail
 #                    headless Chromium through chromedriver
 #  iproute2        - `ip netns` and `tc`: the congestion test puts the gateway
 #                    behind a shaped veth link
-packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg chromium chromium-driver iproute2)
+#  podman, runc    - the container test (tests/container) builds and runs the
+#                    runtime image; runc because crun fails on these machines
+#  debootstrap     - makes that test's Debian base image where no registry is
+#                    reachable (deploy/make-base-image.sh)
+#  curl            - that test's HTTP checks
+packages=(gcc libc6-dev libxen-dev pkg-config g++ nasm cmake libvpx-dev ffmpeg chromium chromium-driver iproute2
+          podman runc debootstrap curl)
 #  nodejs          - the web client's unit tests (node --test); only when no node
 #                    is on PATH (one installed another way will do)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

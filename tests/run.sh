@@ -30,4 +30,6 @@ echo "==> node --test web/tests/ (the web client's pure modules)"
 node --test web/tests/*.test.js
 echo "==> cargo test"
 cargo test --workspace 2>&1
+echo "==> container: the runtime image (deploy/Containerfile) built from these binaries, serving the demo"
+bash tests/container/run.sh
 echo "==> all tests passed in $(( $(date +%s) - start )) s"
