@@ -32,6 +32,7 @@
 //! unbounded channel; the [`WatchStream`] reads from that. (Growth is bounded
 //! by what xenstored sends us: our own store, trusted.)
 
+pub mod device;
 pub mod side;
 pub mod wire;
 
@@ -87,14 +88,28 @@ pub struct XsStore {
 }
 
 impl XsStore {
-    /// Connect to the xenstored socket at `path`, or, with `None`, where
-    /// xenstore-rs would: `$XENSTORED_PATH`, else `/run/xenstored/socket`,
-    /// else the xenbus device.
+    /// Connect to the xenstored socket at `path` (or the xenbus device, when
+    /// `path` is [`XENBUS_DEVICE`]), or, with `None`, where xenstore-rs
+    /// would: `$XENSTORED_PATH`, else `/run/xenstored/socket`, else the
+    /// xenbus device.
     pub async fn connect(path: Option<&Path>) -> Result<XsStore, StoreError> {
         // xenstore-rs's connection first: should xenstored refuse one of the
         // two (a guest at its connection limit), it then refuses the side
         // connection too, which we notice below, rather than leaving
         // xenstore-rs waiting on a dead socket.
+        if let Some(p) = path {
+            // xenstore-rs opens a device only at its fixed path (it tries the
+            // path as a socket, then falls back to XENBUS_DEVICE).
+            if is_char_device(p) && p != Path::new(XENBUS_DEVICE) {
+                return Err(StoreError::Io(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "{} is a device; xenstore-rs only opens the xenbus device at {XENBUS_DEVICE}",
+                        p.display()
+                    ),
+                )));
+            }
+        }
         let xs = match path {
             Some(p) => xs_tokio_at(p).await,
             None => {
@@ -107,6 +122,9 @@ impl XsStore {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("XENSTORED_PATH").map(PathBuf::from));
         let (side, target) = match &explicit {
+            Some(p) if is_char_device(p) => {
+                (SideClient::open_device(p).await?, p.display().to_string())
+            }
             Some(p) => (
                 SideClient::connect_socket(p).await?,
                 p.display().to_string(),
@@ -206,6 +224,13 @@ impl XsStore {
             .await?;
         Ok(wire::reply_string(&reply) == b"T")
     }
+}
+
+/// Whether `path` is a character device (the xenbus device) rather than a
+/// socket.
+pub fn is_char_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
 }
 
 /// Map an error from xenstore-rs (which keeps the errno name in the message:

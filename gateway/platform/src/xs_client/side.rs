@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, watch, Mutex};
 
 use crate::store::StoreError;
 
+use super::device;
 use super::from_errno;
 use super::wire::{self, Errno, Header, MsgType, HEADER_LEN, PAYLOAD_MAX};
 
@@ -52,25 +53,21 @@ impl SideClient {
         ))
     }
 
-    /// The xenbus device of a domain without a xenstored socket. Two handles
-    /// on the device, so that a pending read never holds up a write.
+    /// The xenbus device (`/dev/xen/xenbus`), for a domain without a
+    /// xenstored socket. One non-blocking open file serves both directions
+    /// through tokio's reactor (see [`device`]): `tokio::fs::File` would park
+    /// a blocking read on a worker thread for the life of the connection,
+    /// which also keeps the runtime from shutting down.
     pub async fn open_device(path: &Path) -> Result<SideClient, StoreError> {
-        let open_err = |e: io::Error| {
+        let (read, write) = device::open(path).map_err(|e| {
             StoreError::Io(io::Error::new(
                 e.kind(),
                 format!("cannot open {}: {e}", path.display()),
             ))
-        };
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .await
-            .map_err(open_err)?;
-        let writer = file.try_clone().await.map_err(open_err)?;
+        })?;
         Ok(SideClient::new(
-            Box::new(file),
-            Box::new(writer),
+            Box::new(read),
+            Box::new(write),
             path.display().to_string(),
         ))
     }

@@ -30,7 +30,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         record_policy_trace(&policies, path)?;
     }
     let platform = match args.platform {
-        PlatformKind::Xen => pvgate_platform::xen::connect()?,
+        PlatformKind::Xen => pvgate_platform::xen::connect().await?,
         PlatformKind::Sim => {
             let dir = args
                 .sim_dir
