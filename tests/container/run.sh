@@ -115,15 +115,22 @@ phase "dom0 run options: read-only, root without capabilities, the devices"
 # with /dev/null standing in for the /dev/xen nodes this machine lacks: the
 # options are accepted, the policy cache is writable, and the probe finds
 # the devices where pvgate looks (only the hypervisor is missing).
+# pvgate goes on to open them (they exist), and must fail, not hang, on
+# what /dev/null does to a grant or xenstore client: hence the timeout.
 volume=pvgate-ci-cache-$$
 rc=0
-out=$("${podman[@]}" run --rm --no-healthcheck --network=host \
+out=$(timeout 60 "${podman[@]}" run --rm --name "$name-dom0" --no-healthcheck --network=host \
     --user 0:0 --cap-drop=all --security-opt=no-new-privileges --read-only --tmpfs /tmp \
     --device /dev/null:/dev/xen/xenbus --device /dev/null:/dev/xen/gntdev \
     --device /dev/null:/dev/xen/evtchn --device /dev/null:/dev/xen/gntalloc \
     --volume "$volume:/var/cache/pvgate" --entrypoint /bin/sh "$tag" -c '
         touch /var/cache/pvgate/policy/.writable || exit 10
         exec pvgate serve --platform xen --listen 127.0.0.1:0 --config /usr/share/doc/pvgate/pvgate.dom0.toml' 2>&1) || rc=$?
+if [ "$rc" -eq 124 ]; then
+    "${podman[@]}" rm -f -t 0 "$name-dom0" >/dev/null 2>&1 || true
+    "${podman[@]}" volume rm -f "$volume" >/dev/null 2>&1 || true
+    fail "serve --platform xen with stand-in devices hung for 60 s instead of failing: $out"
+fi
 "${podman[@]}" volume rm -f "$volume" >/dev/null 2>&1 || true
 [ "$rc" -ne 10 ] || fail "root without capabilities cannot write the policy cache /var/cache/pvgate/policy: $out"
 [ "$rc" -ne 0 ] || fail "serve --platform xen succeeded on a machine without Xen: $out"
