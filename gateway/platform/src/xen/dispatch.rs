@@ -17,17 +17,19 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
 use crate::{EventChannelError, Port};
 
-/// One local port's wake-up: a [`Notify`] holds at most one permit, which
-/// is exactly the coalescing pending bit.
+/// One local port's wake-up: a pending bit (Xen's, one bit however many
+/// events) and a [`Notify`] to wake whoever waits for it.
 #[derive(Debug)]
 pub struct PortSignal {
     port: Port,
+    pending: AtomicBool,
     notify: Notify,
     /// Set once the port is unbound or the handle failed; wakes and fails
     /// every wait from then on.
@@ -38,6 +40,7 @@ impl PortSignal {
     fn new(port: Port) -> PortSignal {
         PortSignal {
             port,
+            pending: AtomicBool::new(false),
             notify: Notify::new(),
             closed: OnceLock::new(),
         }
@@ -60,14 +63,33 @@ impl PortSignal {
     /// Wait until the port has been signalled at least once since the last
     /// call returned (or since it was bound).
     pub async fn wait(&self) -> Result<(), EventChannelError> {
-        self.check()?;
-        self.notify.notified().await;
-        self.check()
+        loop {
+            self.check()?;
+            if self.pending.swap(false, Ordering::AcqRel) {
+                return Ok(());
+            }
+            // Registered before the second look at the bit, so a delivery
+            // in between still wakes us (notify_waiters keeps no permit:
+            // a batch of events must not leave a stale wake behind).
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.check()?;
+            if self.pending.swap(false, Ordering::AcqRel) {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    fn signal(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.notify.notify_waiters();
     }
 
     fn close(&self, reason: &str) {
         let _ = self.closed.set(reason.to_string());
-        self.notify.notify_one();
+        self.notify.notify_waiters();
     }
 }
 
@@ -136,7 +158,7 @@ impl PortTable {
     pub fn deliver(&self, port: Port) -> bool {
         match self.lock().ports.get(&port) {
             Some(signal) => {
-                signal.notify.notify_one();
+                signal.signal();
                 true
             }
             None => false,
@@ -205,6 +227,19 @@ mod tests {
             .expect("woken")
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn events_delivered_to_a_parked_waiter_wake_it_once() {
+        let table = PortTable::new();
+        let a = bound(&table, 8);
+        let mut wait = Box::pin(a.wait());
+        assert!((&mut wait).now_or_never().is_none());
+        for _ in 0..3 {
+            table.deliver(8);
+        }
+        assert!(matches!((&mut wait).now_or_never(), Some(Ok(()))));
+        assert!(ready(&a).is_none(), "no stale wake after the batch");
     }
 
     #[test]

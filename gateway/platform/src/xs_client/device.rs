@@ -148,6 +148,47 @@ mod tests {
         assert_eq!(&buf, b"hello");
     }
 
+    /// The side client over device-style I/O (one non-blocking fd, reads
+    /// through the reactor, direct writes) against the simulated xenstored:
+    /// requests, replies and a transaction round trip as on /dev/xen/xenbus.
+    #[tokio::test]
+    async fn the_side_client_speaks_xenstore_over_device_io() {
+        use crate::xs_client::side::SideClient;
+        use crate::xs_client::wire::MsgType;
+        let dir = tempfile::tempdir().unwrap();
+        let sim = crate::sim::SimXen::start(dir.path()).await.unwrap();
+        let socket = std::os::unix::net::UnixStream::connect(sim.dom0_xenstore_socket()).unwrap();
+        let side = SideClient::over_device_fd(socket.into(), "fake xenbus").unwrap();
+        let reply = side
+            .request(MsgType::GetDomainPath, 0, b"0\0", "domain path")
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::xs_client::wire::reply_string(&reply),
+            b"/local/domain/0"
+        );
+        let tx = side
+            .request(MsgType::TransactionStart, 0, b"\0", "transaction")
+            .await
+            .unwrap();
+        let tx_id: u32 = std::str::from_utf8(crate::xs_client::wire::reply_string(&tx))
+            .unwrap()
+            .parse()
+            .unwrap();
+        side.request(MsgType::Write, tx_id, b"/pvgate-test\0hello", "write")
+            .await
+            .unwrap();
+        side.request(MsgType::TransactionEnd, tx_id, b"T\0", "commit")
+            .await
+            .unwrap();
+        let value = side
+            .request(MsgType::Read, 0, b"/pvgate-test\0", "read")
+            .await
+            .unwrap();
+        assert_eq!(crate::xs_client::wire::reply_string(&value), b"hello");
+        sim.stop().await;
+    }
+
     #[tokio::test]
     async fn opening_a_missing_device_fails() {
         let dir = tempfile::tempdir().unwrap();

@@ -72,6 +72,18 @@ impl SideClient {
         ))
     }
 
+    /// Over an already open fd that speaks the wire protocol the way the
+    /// xenbus device does (in tests, a socket to the simulated xenstored):
+    /// the device path without the device.
+    pub fn over_device_fd(fd: std::os::fd::OwnedFd, target: &str) -> io::Result<SideClient> {
+        let (read, write) = device::from_fd(fd)?;
+        Ok(SideClient::new(
+            Box::new(read),
+            Box::new(write),
+            target.to_string(),
+        ))
+    }
+
     fn new(
         read: Box<dyn AsyncRead + Send + Unpin>,
         write: Box<dyn AsyncWrite + Send + Unpin>,
