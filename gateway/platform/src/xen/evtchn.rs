@@ -100,10 +100,12 @@ fn readable_now(fd: RawFd) -> io::Result<bool> {
         // SAFETY: one valid pollfd, no wait.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
         if n >= 0 {
-            if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-                return Err(io::Error::other("poll reports an error on the evtchn fd"));
+            if pfd.revents & libc::POLLNVAL != 0 {
+                return Err(io::Error::other("the evtchn fd is not open"));
             }
-            return Ok(n > 0 && pfd.revents & libc::POLLIN != 0);
+            // POLLERR (the kernel's pending ring overflowed): let
+            // xenevtchn_pending fail with the errno that says so.
+            return Ok(n > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR) != 0);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
