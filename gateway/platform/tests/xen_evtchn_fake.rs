@@ -25,16 +25,26 @@ struct xenevtchn_handle { int rd, wr; };
 #define PORTS 1024
 static struct xenevtchn_handle *last;
 static int next_port = 10;
-static int unmasks[PORTS], notified[PORTS], unbound[PORTS];
+static int unmasks[PORTS], notified[PORTS], unbound[PORTS], devnull;
 
 struct xenevtchn_handle *xenevtchn_open(void *logger, unsigned flags) {
     int p[2];
     struct xenevtchn_handle *h = malloc(sizeof *h);
-    if (!h || pipe2(p, O_CLOEXEC)) return NULL;
+    if (!h) return NULL;
+    if (devnull) { /* what the library does with /dev/null as the device */
+        h->rd = h->wr = open("/dev/null", O_RDWR | O_CLOEXEC);
+        return last = h;
+    }
+    if (pipe2(p, O_CLOEXEC)) return NULL;
     h->rd = p[0]; h->wr = p[1];
     return last = h;
 }
-int xenevtchn_close(struct xenevtchn_handle *h) { close(h->rd); close(h->wr); free(h); return 0; }
+int xenevtchn_close(struct xenevtchn_handle *h) {
+    close(h->rd);
+    if (h->wr != h->rd) close(h->wr);
+    free(h);
+    return 0;
+}
 int xenevtchn_fd(struct xenevtchn_handle *h) { return h->rd; }
 int xenevtchn_notify(struct xenevtchn_handle *h, uint32_t port) {
     if (port >= PORTS || unbound[port]) { errno = ENOTCONN; return -1; }
@@ -59,6 +69,7 @@ void fake_fire(uint32_t port) { if (write(last->wr, &port, sizeof port) != sizeo
 int fake_unmasks(uint32_t port) { return unmasks[port]; }
 int fake_notified(uint32_t port) { return notified[port]; }
 int fake_unbound(uint32_t port) { return unbound[port]; }
+void fake_devnull(void) { devnull = 1; }
 "#;
 
 fn build_fake(dir: &Path) -> PathBuf {
@@ -227,4 +238,19 @@ async fn bind_errors_name_the_domain_and_port_and_bad_input_never_reaches_the_li
         assert!(matches!(err, EventChannelError::Bind { .. }), "{err}");
     }
     assert!(events.alloc_unbound(0x7FF5).await.is_err());
+}
+
+#[tokio::test]
+async fn a_stand_in_device_that_cannot_be_polled_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build_fake(dir.path());
+    // SAFETY: `void fake_devnull(void)` in our fake.
+    let lib = unsafe { libloading::Library::new(&path) }.unwrap();
+    unsafe {
+        let f: unsafe extern "C" fn() = *lib.get(b"fake_devnull\0").unwrap();
+        f();
+    }
+    let fns = EvtchnFns::load_from(path.to_str().unwrap()).unwrap();
+    let err = XenEventChannels::open(fns).err().unwrap().to_string();
+    assert!(err.contains("/dev/xen/evtchn cannot be polled"), "{err}");
 }

@@ -115,18 +115,38 @@ fn readable_now(fd: RawFd) -> io::Result<bool> {
 }
 
 /// Take pending ports from the kernel for as long as the handle lives.
-async fn read_pending(evtchn: Arc<Evtchn>, table: Arc<PortTable>) {
+/// The reader's resources. Fields drop in order: the fd leaves tokio's
+/// reactor before the handle (and with it the fd) can close.
+struct ReaderIo {
+    async_fd: AsyncFd<EvtchnFd>,
+    evtchn: Arc<Evtchn>,
+}
+
+impl ReaderIo {
+    /// Register the handle's fd with tokio (inside a runtime). Fails on an
+    /// fd that cannot be polled: not the evtchn device.
+    fn new(evtchn: Arc<Evtchn>) -> io::Result<ReaderIo> {
+        let fd = evtchn.fd();
+        // SAFETY: the fd stays open (the library's, closed only when
+        // `evtchn` drops, after `async_fd`) and is never replaced while
+        // registered.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(EvtchnFd(fd), Interest::READABLE) };
+        let async_fd = registered.map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(
+                e.kind(),
+                format!("/dev/xen/evtchn cannot be polled ({e}): is it really Xen's event channel device?"),
+            )
+        })?;
+        Ok(ReaderIo { async_fd, evtchn })
+    }
+}
+
+/// Take pending ports from the kernel for as long as the handle lives.
+async fn read_pending(io: ReaderIo, table: Arc<PortTable>) {
+    let ReaderIo { async_fd, evtchn } = &io;
     let fd = evtchn.fd();
-    // SAFETY: the fd stays open (the library's, closed only when `evtchn`
-    // drops, after `async_fd`) and is never replaced while registered.
-    let registered = unsafe { AsyncFd::register_with_interest(EvtchnFd(fd), Interest::READABLE) };
-    let async_fd = match registered {
-        Ok(a) => a,
-        Err(e) => {
-            table.fail(&format!("cannot register the evtchn fd with tokio: {e}"));
-            return;
-        }
-    };
     let failure = loop {
         let mut guard = match async_fd.readable().await {
             Ok(g) => g,
@@ -182,8 +202,6 @@ async fn read_pending(evtchn: Arc<Evtchn>, table: Arc<PortTable>) {
     };
     tracing::error!("event channels stopped: {failure}");
     table.fail(&failure);
-    // `async_fd` deregisters before `evtchn` (and so the fd) can close.
-    drop(async_fd);
 }
 
 /// Aborts the reader task when the last user of the handle goes.
@@ -224,7 +242,8 @@ impl XenEventChannels {
         };
         let evtchn = Arc::new(Evtchn { fns, handle });
         let table = Arc::new(PortTable::new());
-        let reader = tokio::spawn(read_pending(evtchn.clone(), table.clone()));
+        let io = ReaderIo::new(evtchn.clone())?;
+        let reader = tokio::spawn(read_pending(io, table.clone()));
         Ok(XenEventChannels {
             shared: Arc::new(Shared {
                 evtchn,

@@ -42,7 +42,13 @@ pub fn from_fd(fd: OwnedFd) -> io::Result<(DeviceReader, DeviceWriter)> {
     set_nonblocking(&file)?;
     // SAFETY: the AsyncFd owns the file, so the fd stays valid and
     // unchanged while it is registered.
-    let shared = Arc::new(unsafe { AsyncFd::register(file) }.map_err(io::Error::from)?);
+    let shared = Arc::new(unsafe { AsyncFd::register(file) }.map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(
+            e.kind(),
+            format!("it cannot be polled ({e}): is it really the xenbus device?"),
+        )
+    })?);
     Ok((DeviceReader(shared.clone()), DeviceWriter(shared)))
 }
 
@@ -187,6 +193,14 @@ mod tests {
             .unwrap();
         assert_eq!(crate::xs_client::wire::reply_string(&value), b"hello");
         sim.stop().await;
+    }
+
+    /// /dev/null standing in for the device (a container test does that)
+    /// must fail at once with a reason, not hang a client.
+    #[tokio::test]
+    async fn a_stand_in_that_cannot_be_polled_is_refused() {
+        let err = open(Path::new("/dev/null")).err().unwrap().to_string();
+        assert!(err.contains("xenbus device"), "{err}");
     }
 
     #[tokio::test]

@@ -55,6 +55,8 @@ use wire::{Errno, MsgType};
 pub const DEFAULT_XENSTORED_PATH: &str = "/run/xenstored/socket";
 /// The xenbus device, for a domain without a xenstored socket.
 pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
+/// How long `connect` waits for xenstored's first answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `XsTokio::new` takes its socket path only from `XENSTORED_PATH`. To open
 /// a given socket we set the variable, connect, and restore it; this lock
@@ -143,14 +145,22 @@ impl XsStore {
                 format!("xenstore-rs cannot connect to {target}: {e}"),
             )
         })?;
-        // One round trip proves xenstored accepted us.
-        side.request(
-            MsgType::GetDomainPath,
-            0,
-            b"0\0",
-            &format!("connecting to {target}"),
-        )
-        .await?;
+        // One round trip proves xenstored accepted us. Bounded: something
+        // that accepts the connection but never answers (a stand-in device,
+        // a wedged daemon) must fail the start, not hang it.
+        let what = format!("connecting to {target}");
+        let hello = side.request(MsgType::GetDomainPath, 0, b"0\0", &what);
+        tokio::time::timeout(CONNECT_TIMEOUT, hello)
+            .await
+            .map_err(|_| {
+                StoreError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{target} did not answer within {} s: is xenstored running?",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                ))
+            })??;
         Ok(XsStore {
             xs,
             side: Arc::new(side),
