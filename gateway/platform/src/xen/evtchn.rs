@@ -158,6 +158,7 @@ async fn read_pending(io: ReaderIo, table: Arc<PortTable>) {
                 // Readiness kept: we come back after other tasks ran.
                 break Ok(());
             }
+            handled += 1;
             match readable_now(fd) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -177,12 +178,9 @@ async fn read_pending(io: ReaderIo, table: Arc<PortTable>) {
                         tracing::debug!(port, "event on a port we do not hold; ignored");
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                // A signal: the port is still queued, ask again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     guard.clear_ready();
                     break Ok(());
                 }
@@ -190,7 +188,6 @@ async fn read_pending(io: ReaderIo, table: Arc<PortTable>) {
                 // events were lost; it stays so until the handle is reset.
                 Err(e) => break Err(format!("xenevtchn_pending failed: {e}")),
             }
-            handled += 1;
         };
         drop(guard);
         if let Err(reason) = outcome {
