@@ -59,7 +59,7 @@ for t in drm-pattern evdev-read; do
 done
 
 # --- boot files and disk image ------------------------------------------------------------
-inputs=$(cd "$HERE" && sha256sum images.sh dom0/* domu/* && sha256sum "$W"/tools/drm-pattern "$W"/tools/evdev-read | cut -d' ' -f1 \
+inputs=$(cd "$HERE" && sha256sum images.sh dom0/init-xen dom0/initrd-init dom0/fake-initwait.sh domu/init domu/domu.cfg domu/bin/* && sha256sum "$W"/tools/drm-pattern "$W"/tools/evdev-read | cut -d' ' -f1 \
          && cat "$W/rootfs/.stamp" && sha256sum /bin/busybox | cut -d' ' -f1)
 k=$(key "$inputs")
 B=$W/boot
@@ -96,8 +96,8 @@ busybox_root() { # DIR
 # domU initramfs: busybox, the two modular frontends, our tools, speaker-test + aplay with their libraries
 D=$W/domu-root
 rm -rf "$D"; busybox_root "$D"
-copy_modules "$D" drm_xen_front snd_xen_front   # xen-kbdfront is built in
-cp "$W/tools/drm-pattern" "$W/tools/evdev-read" "$D/bin/"
+copy_modules "$D" drm_xen_front snd_xen_front evdev   # xen-kbdfront is built in
+cp "$W/tools/drm-pattern" "$W/tools/evdev-read" "$HERE"/domu/bin/* "$D/bin/"
 mkdir -p "$D/usr/bin"
 for b in speaker-test aplay; do
   cp "$R/usr/bin/$b" "$D/usr/bin/$b"

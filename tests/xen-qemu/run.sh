@@ -5,6 +5,7 @@
 #   bash tests/xen-qemu/run.sh                 # everything (≈ 15 min; see README.md here)
 #   bash tests/xen-qemu/run.sh --fake-backend  # the environment only, no gateway
 #   PVGATE_BIN=path/to/pvgate bash tests/xen-qemu/run.sh   # test that binary, build nothing
+#   PVGATE_LOG=info,pvgate_backends=debug bash tests/xen-qemu/run.sh   # the gateway's log filter
 #
 # Installs what is missing (Debian packages), builds `pvgate` (release) on the host, builds
 # or reuses the images under $XENQEMU_WORK (default ~/.cache/pvgate-xen-qemu), then boots
@@ -18,14 +19,17 @@ FAKE=0
 for a in "$@"; do
   case "$a" in
     --fake-backend) FAKE=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "unknown option $a (try --help)" >&2; exit 2 ;;
   esac
 done
 if [ "$(id -u)" != 0 ]; then
   echo "run.sh needs root (apt-get, mmdebstrap, chroot into the image root)" >&2; exit 2
 fi
-mkdir -p "$W/share/logs" "$W/logs"
+mkdir -p "$W/share/logs" "$W/share/bin" "$W/logs"
+# dom0 helpers, read from the share at run time (short commands survive the serial console)
+install -m 755 "$HERE"/dom0/bin/* "$W/share/bin/"
+printf %s "${PVGATE_LOG:-info}" > "$W/share/log-filter"   # the gateway's --log in dom0
 HOST_PHASES=""
 phase_start() { echo "==> $1"; PH_NAME=$1; PH_T=$(date +%s.%N); }
 phase_end() { HOST_PHASES+="$PH_NAME=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $PH_T}");"; }
