@@ -164,6 +164,13 @@ class Gateway:
         except Exception:
             return False
 
+    def require(self, log_path):
+        """Abort the run when the gateway is gone: every later check would only time out."""
+        if self.healthy():
+            return
+        tail = ANSI.sub("", open(log_path, errors="replace").read())[-1200:] if os.path.exists(log_path) else ""
+        raise Abort(f"the gateway stopped answering /healthz; the end of its log:\n{tail}")
+
     def guest(self, domid):
         try:
             return json.loads(self.get(f"/api/guests/{domid}"))
@@ -498,6 +505,7 @@ def main():
         c.to_domu()
 
         def display_check(name, dom, seed):
+            gw.require(gwlog)
             with Phase(name) as ph:
                 c.run("killall drm-pattern 2>/dev/null; sleep 0.5")
                 c.run(f"(drm-pattern {seed} >/tmp/drm.log 2>&1 &); sleep 2; cat /tmp/drm.log")
@@ -509,6 +517,7 @@ def main():
                     ph.ok(detail)
 
         def input_check(name, dom, session=None):
+            gw.require(gwlog)
             with Phase(name) as ph:
                 c.run("killall evdev-read 2>/dev/null; (evdev-read >/tmp/ev.log 2>&1 &); sleep 1")
                 own = session is None
@@ -556,8 +565,18 @@ def main():
             if not s.welcome or not s.welcome.get("audio"):
                 ph.fail(f"session without audio: welcome={s.welcome} errors={s.errors} exc={s.exc}")
             else:
-                rc, out = c.run(f"tone {TONE_HZ} >/tmp/tone.log 2>&1; tail -n 3 /tmp/tone.log", timeout=120)
+                c.run(f"tone {TONE_HZ} >/tmp/tone.log 2>&1 & :")
+                _, pcm = c.run("sleep 1; cat /proc/asound/card0/pcm0p/sub0/status")
+                rc, out = c.run("wait; tail -n 3 /tmp/tone.log", timeout=120)
                 time.sleep(2)
+                try:
+                    metrics = [l for l in gw.get("/metrics").decode().splitlines()
+                               if l.startswith("pvgate_sound_") and 'direction="capture"' not in l
+                               and not l.endswith(" 0")]
+                except Exception as e:
+                    metrics = [f"/metrics: {e}"]
+                say("sound metrics: " + "; ".join(metrics))
+                say("guest pcm status 1 s in: " + pcm.strip().replace("\n", "; "))
                 pk = [a for _, a in s.audio]
                 left, right = opus_decode(pk)
                 f, rms, purity = tone_frequency(left)
@@ -568,11 +587,13 @@ def main():
                     ph.ok(detail)
                 else:
                     _, dm = c.run("dmesg | grep -iE 'snd|xen|alsa' | tail -n 8")
-                    ph.fail(f"{detail}; speaker-test rc={rc}: {out.strip()[-300:]!r}; guest dmesg: {dm.strip()[-600:]!r}")
+                    ph.fail(f"{detail}; speaker-test rc={rc}: {out.strip()[-300:]!r}; guest pcm status 1 s in: "
+                            f"{pcm.strip()!r}; gateway: {metrics}; guest dmesg: {dm.strip()[-600:]!r}")
 
         input_check("input: key + pointer through the session WebSocket -> guest evdev", domid, s)
         s.stop.set()
 
+        gw.require(gwlog)
         with Phase("guest: unload the frontends (rmmod drm_xen_front snd_xen_front, unbind the built-in vkbd)") as ph:
             c.run("killall drm-pattern evdev-read 2>/dev/null; sleep 1")
             rc, out = c.run("fe-unload", timeout=120)
@@ -590,6 +611,7 @@ def main():
         with Phase("xenstore after the reload") as ph:
             backend_states(ph, domid, ("4", "4"))
 
+        gw.require(gwlog)
         with Phase("reboot the domU -> the gateway serves the new domain") as ph:
             c.to_domu()
             c.type("reboot -f")
