@@ -371,7 +371,7 @@ def qemu_command(port):
     dom0_cmdline = "console=hvc0 earlyprintk=xen root=/dev/vda rw rootfstype=ext4"
     return [
         f"{q}/usr/bin/qemu-system-x86_64", "-L", f"{q}/usr/share/qemu", "-L", f"{q}/usr/share/seabios",
-        "-machine", "q35,accel=tcg", "-cpu", "max,-smap,-smep,-rdtscp", "-m", "2048", "-smp", "2",
+        "-machine", "q35,accel=tcg", "-cpu", os.environ.get("XENQEMU_CPU", "max,-smap,-smep,-rdtscp"), "-m", "2048", "-smp", "2",
         "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
         "-kernel", f"{W}/boot/xen", "-append", xen_cmdline,
         "-initrd", f"{W}/boot/vmlinuz {dom0_cmdline},{W}/boot/dom0-initrd.cpio.gz",
