@@ -100,6 +100,9 @@ pub struct OpusEncoder {
     inner: opus::Encoder,
     settings: OpusSettings,
     packet: Vec<u8>,
+    /// The frame as handed to libopus: finite and within [-1, 1].
+    clean: Vec<f32>,
+    nonfinite: u64,
 }
 
 impl std::fmt::Debug for OpusEncoder {
@@ -126,6 +129,8 @@ impl OpusEncoder {
             inner,
             settings,
             packet: vec![0; MAX_PACKET],
+            clean: Vec::new(),
+            nonfinite: 0,
         })
     }
 
@@ -158,7 +163,20 @@ impl OpusEncoder {
         Ok(n.max(0) as u32)
     }
 
+    /// Non-finite samples replaced by silence so far (see [`Self::encode`]).
+    pub fn nonfinite_samples(&self) -> u64 {
+        self.nonfinite
+    }
+
     /// Encodes exactly one frame of interleaved samples.
+    ///
+    /// libopus must only ever see finite samples: a NaN or infinity makes
+    /// its CELT transient analysis compute a NaN, which its hardening
+    /// checks turn into `abort()` of the whole gateway (and which, without
+    /// them, indexes a table out of bounds). Whatever produced the samples,
+    /// they are cleaned here, the last step before libopus: non-finite
+    /// values become 0 (and are counted), the rest are clamped to [-1, 1]
+    /// (full scale; libopus' float input is nominally within it).
     pub fn encode(&mut self, frame: &[f32]) -> Result<Vec<u8>, OpusError> {
         let want = self.frame_len();
         if frame.len() != want {
@@ -168,9 +186,20 @@ impl OpusEncoder {
                 channels: self.settings.layout.channels(),
             });
         }
+        self.clean.clear();
+        let mut nonfinite = 0u64;
+        self.clean.extend(frame.iter().map(|&x| {
+            if x.is_finite() {
+                x.clamp(-1.0, 1.0)
+            } else {
+                nonfinite += 1;
+                0.0
+            }
+        }));
+        self.nonfinite += nonfinite;
         let n = self
             .inner
-            .encode_float(frame, &mut self.packet)
+            .encode_float(&self.clean, &mut self.packet)
             .map_err(lib("encoding a frame"))?;
         Ok(self.packet[..n].to_vec())
     }
@@ -371,6 +400,61 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(dec.conceal(480, &mut out).unwrap(), 480);
         assert_eq!(out.len(), 960);
+    }
+
+    /// Without the cleaning in `encode`, libopus' hardening check
+    /// (`celt_encoder.c: assertion failed: !celt_isnan(...)`) aborts this
+    /// test binary on the first NaN frame.
+    #[test]
+    fn non_finite_and_out_of_range_samples_never_reach_libopus() {
+        for layout in [Layout::Mono, Layout::Stereo] {
+            let settings = OpusSettings {
+                layout,
+                ..OpusSettings::default()
+            };
+            let mut enc = OpusEncoder::new(settings).unwrap();
+            let mut dec = OpusDecoder::new(layout).unwrap();
+            let n = enc.frame_len();
+            let tone = |k: usize| {
+                (0..n)
+                    .map(|i| {
+                        let t = (k * n + i) as f32 / (48_000.0 * layout.channels() as f32);
+                        0.5 * (2.0 * std::f32::consts::PI * 660.0 * t).sin()
+                    })
+                    .collect::<Vec<f32>>()
+            };
+            let poisoned = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30];
+            let mut out = Vec::new();
+            let mut bad = 0u64;
+            for k in 0..50 {
+                let mut frame = tone(k);
+                if k % 2 == 1 {
+                    for (j, s) in frame.iter_mut().enumerate().step_by(7) {
+                        *s = poisoned[j % poisoned.len()];
+                    }
+                    bad += frame.iter().filter(|s| !s.is_finite()).count() as u64;
+                }
+                if k == 20 {
+                    frame.fill(f32::NAN);
+                    bad += n as u64;
+                }
+                let p = enc.encode(&frame).expect("a poisoned frame still encodes");
+                out.clear();
+                dec.decode(&p, &mut out).unwrap();
+                assert!(out.iter().all(|s| s.is_finite()), "{layout:?} frame {k}");
+            }
+            assert_eq!(enc.nonfinite_samples(), bad);
+            // The encoder is not left broken: clean frames afterwards come
+            // back as the tone.
+            let mut tail = Vec::new();
+            for k in 50..100 {
+                let p = enc.encode(&tone(k)).unwrap();
+                dec.decode(&p, &mut tail).unwrap();
+            }
+            let rest = &tail[tail.len() / 2..];
+            let rms = (rest.iter().map(|s| s * s).sum::<f32>() / rest.len() as f32).sqrt();
+            assert!((rms - 0.3536).abs() < 0.05, "{layout:?}: rms {rms}");
+        }
     }
 
     #[test]

@@ -166,9 +166,9 @@ impl PlaybackPipeline {
         let samples = encoder.settings().frame.samples() as u32;
         let mut published = 0;
         assembler.push(resampled, |frame| {
-            let data = encoder
-                .encode(frame)
-                .inspect_err(|_| stats.encode_errors += 1)?;
+            let data = encoder.encode(frame);
+            stats.nonfinite_samples = encoder.nonfinite_samples();
+            let data = data.inspect_err(|_| stats.encode_errors += 1)?;
             stats.frames_encoded += 1;
             stats.bytes_encoded += data.len() as u64;
             hub.publish(AudioFrame {
@@ -193,6 +193,24 @@ impl PlaybackPipeline {
     pub fn reset(&mut self) {
         self.carry.clear();
         self.resampler.reset();
+    }
+
+    /// `frames` frames at the stream's rate that will never be encoded
+    /// (the encoder fell behind and they were dropped): partial data is
+    /// forgotten and stream time moves past them, so the frames that follow
+    /// keep their true timestamps and a viewer conceals a gap instead of
+    /// hearing the rest late.
+    pub fn skip(&mut self, frames: u64) {
+        self.carry.clear();
+        self.resampler.reset();
+        let pending = (self.assembler.pending() / self.downmix.out().channels()) as u64;
+        self.assembler.clear();
+        let rate = u64::from(self.resampler.from_rate().max(1));
+        let skipped = frames.saturating_mul(u64::from(OPUS_RATE)) / rate;
+        self.next_timestamp = self
+            .next_timestamp
+            .saturating_add(pending)
+            .saturating_add(skipped);
     }
 }
 

@@ -30,6 +30,12 @@ pub struct AudioStats {
     pub capture_dropped_frames: u64,
     pub capture_silence_frames: u64,
     pub capture_bad_packets: u64,
+    /// Samples that were NaN or infinite before Opus and were encoded as
+    /// silence.
+    pub nonfinite_samples: u64,
+    /// Frames (at the stream's rate) that the pacer released but the
+    /// encoder dropped because it had fallen too far behind.
+    pub encode_dropped_frames: u64,
 }
 
 impl AudioStats {
@@ -62,6 +68,8 @@ impl AudioStats {
             self.capture_silence_frames,
             self.capture_bad_packets,
             self.late_frames_skipped,
+            self.nonfinite_samples,
+            self.encode_dropped_frames,
         ]
     }
 
@@ -81,11 +89,13 @@ impl AudioStats {
             capture_silence_frames: f[11],
             capture_bad_packets: f[12],
             late_frames_skipped: f[13],
+            nonfinite_samples: f[14],
+            encode_dropped_frames: f[15],
         }
     }
 }
 
-const FIELDS: usize = 14;
+const FIELDS: usize = 16;
 
 /// A stream's latest counters, readable from any thread without locking
 /// the stream. Each field is individually atomic; a reader may see fields

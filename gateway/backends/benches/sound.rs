@@ -145,6 +145,7 @@ fn run(rate: u32, periods: u64) -> (Vec<Duration>, Duration) {
         core.handle(&write, now, &mut mapper, &mut pos)
             .expect("WRITE");
         core.poll(now + period_ns, &mut pos);
+        core.encode_all();
         let got = sub.try_recv();
         let dt = t0.elapsed();
         busy += dt;

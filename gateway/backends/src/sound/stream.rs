@@ -3,13 +3,24 @@
 //! The caller owns the ring, the event page, the clock and the grant
 //! mapper (behind [`BufferMapper`]), so this runs unchanged in tests and
 //! benches without any Xen.
+//!
+//! Positions never wait for the encoder. [`StreamCore::poll`] only moves
+//! the virtual card: the PCM it plays goes into an encode backlog, and the
+//! caller encodes that separately ([`StreamCore::encode_step`], one Opus
+//! frame's worth at a time) after it has sent the CUR_POS events. When the
+//! encoder cannot keep up (a starved or emulated CPU), the backlog is
+//! capped at [`MAX_ENCODE_BACKLOG_MS`]: the oldest audio is dropped and
+//! counted, stream time skips past it, and the guest's hardware pointer
+//! keeps following the clock — a viewer hears a gap, the guest's ALSA never
+//! sees its pointer stall.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use pvgate_audio::pacing::{CurPos, PositionClock, WriteOutcome};
 use pvgate_audio::volume::Volume;
 use pvgate_audio::{
-    CaptureConfig, CapturePipeline, Layout, OpusSettings, PacingConfig, PlaybackConfig,
+    AudioStats, CaptureConfig, CapturePipeline, Layout, OpusSettings, PacingConfig, PlaybackConfig,
     PlaybackPacer, PlaybackPipeline, SampleFormat, Trigger,
 };
 use pvgate_protocol::keys::StreamType;
@@ -37,11 +48,80 @@ pub trait BufferMapper {
     fn map(&mut self, open: &Open) -> Result<Box<dyn PcmBuffer>, Refusal>;
 }
 
+/// Most audio played by the virtual card but not yet encoded; beyond it
+/// the oldest is dropped.
+pub const MAX_ENCODE_BACKLOG_MS: u32 = 250;
+/// Audio encoded per [`StreamCore::encode_step`]: one 20 ms Opus frame.
+const ENCODE_SLICE_MS: u32 = 20;
+
+/// PCM the pacer released (in the stream's format; silence as the format's
+/// silent bytes) that the encoder has not taken yet.
+struct EncodeBacklog {
+    bytes: VecDeque<u8>,
+    frame_bytes: usize,
+    /// One frame of silence in the stream's format.
+    silence: Vec<u8>,
+    max_frames: usize,
+    slice_frames: usize,
+    dropped_frames: u64,
+    slice: Vec<u8>,
+}
+
+impl EncodeBacklog {
+    fn new(format: SampleFormat, channels: usize, rate: u32) -> EncodeBacklog {
+        let frame_bytes = format.sample_bytes() * channels;
+        let frames = |ms: u32| ((u64::from(rate) * u64::from(ms) / 1000) as usize).max(1);
+        EncodeBacklog {
+            bytes: VecDeque::new(),
+            frame_bytes,
+            silence: format.silence().repeat(channels),
+            max_frames: frames(MAX_ENCODE_BACKLOG_MS),
+            slice_frames: frames(ENCODE_SLICE_MS),
+            dropped_frames: 0,
+            slice: Vec::new(),
+        }
+    }
+
+    fn frames(&self) -> usize {
+        self.bytes.len() / self.frame_bytes.max(1)
+    }
+
+    /// Queues `pcm` (whole frames) then `silence_frames` of silence;
+    /// returns the frames dropped from the front to stay within the cap.
+    fn push(&mut self, pcm: &[u8], silence_frames: usize) -> u64 {
+        self.bytes.extend(pcm);
+        // Silence beyond the cap would be dropped at once anyway: it (and
+        // everything before it) is counted as dropped without being queued.
+        let unqueued = silence_frames.saturating_sub(self.max_frames);
+        for _ in 0..silence_frames - unqueued {
+            self.bytes.extend(&self.silence);
+        }
+        let over = self.frames().saturating_sub(self.max_frames);
+        self.bytes.drain(..over * self.frame_bytes);
+        let dropped = (over + unqueued) as u64;
+        self.dropped_frames += dropped;
+        dropped
+    }
+
+    /// The next slice (at most one Opus frame's worth) to encode.
+    fn take_slice(&mut self) -> Option<&[u8]> {
+        let frames = self.frames().min(self.slice_frames);
+        if frames == 0 {
+            return None;
+        }
+        self.slice.clear();
+        self.slice
+            .extend(self.bytes.drain(..frames * self.frame_bytes));
+        Some(&self.slice)
+    }
+}
+
 /// What is built at OPEN and dropped at CLOSE.
 enum Engine {
     Playback {
         pacer: PlaybackPacer,
         pipeline: PlaybackPipeline,
+        backlog: Box<EncodeBacklog>,
     },
     Capture {
         clock: PositionClock,
@@ -234,6 +314,7 @@ impl StreamCore {
         let channels = params.channels as usize;
         let engine = match self.direction {
             StreamType::Playback => Engine::Playback {
+                backlog: Box::new(EncodeBacklog::new(format, channels, params.rate)),
                 pacer: PlaybackPacer::new(pacing)
                     .map_err(|e| Refusal::invalid(format!("OPEN: {e}")))?,
                 pipeline: PlaybackPipeline::new(
@@ -323,12 +404,20 @@ impl StreamCore {
         let open = self.open.as_mut().ok_or_else(|| not_open("TRIGGER"))?;
         let trigger = trigger_of(t);
         match &mut open.engine {
-            Engine::Playback { pacer, pipeline } => {
+            Engine::Playback {
+                pacer,
+                pipeline,
+                backlog,
+            } => {
                 self.scratch.clear();
                 let tick = pacer.trigger(trigger, now_ns, &mut self.scratch);
-                feed(pipeline, &self.scratch, tick.silence_frames);
                 positions.extend(tick.events.iter().map(|e| e.position));
+                queue(pipeline, backlog, &self.scratch, tick.silence_frames);
                 if trigger == Trigger::Stop {
+                    // What was played before the STOP still reaches the
+                    // viewers (at most the capped backlog), then the
+                    // pipeline restarts cleanly.
+                    while encode_one(pipeline, backlog) {}
                     pipeline.reset();
                 }
             }
@@ -350,11 +439,15 @@ impl StreamCore {
     pub fn poll(&mut self, now_ns: u64, positions: &mut Vec<u64>) {
         let Some(open) = &mut self.open else { return };
         match &mut open.engine {
-            Engine::Playback { pacer, pipeline } => {
+            Engine::Playback {
+                pacer,
+                pipeline,
+                backlog,
+            } => {
                 self.scratch.clear();
                 let tick = pacer.poll(now_ns, &mut self.scratch);
-                feed(pipeline, &self.scratch, tick.silence_frames);
                 positions.extend(tick.events.iter().map(|e| e.position));
+                queue(pipeline, backlog, &self.scratch, tick.silence_frames);
             }
             Engine::Capture { clock, .. } => {
                 self.curpos.clear();
@@ -362,6 +455,49 @@ impl StreamCore {
                 positions.extend(self.curpos.iter().map(|e| e.position));
             }
         }
+    }
+
+    /// Encodes the oldest slice of the backlog (at most one Opus frame's
+    /// worth); returns whether more is waiting. The caller sends the
+    /// positions of its last poll first, and polls again between steps
+    /// when a deadline falls due, so encoding never holds CUR_POS back.
+    pub fn encode_step(&mut self) -> bool {
+        match self.open.as_mut().map(|o| &mut o.engine) {
+            Some(Engine::Playback {
+                pipeline, backlog, ..
+            }) => encode_one(pipeline, backlog),
+            _ => false,
+        }
+    }
+
+    /// Encodes the whole backlog (benches, tests).
+    pub fn encode_all(&mut self) {
+        while self.encode_step() {}
+    }
+
+    /// Frames played but not yet encoded.
+    pub fn encode_backlog_frames(&self) -> usize {
+        match self.open.as_ref().map(|o| &o.engine) {
+            Some(Engine::Playback { backlog, .. }) => backlog.frames(),
+            _ => 0,
+        }
+    }
+
+    /// The stream's counters, as [`Self::publish_stats`] publishes them
+    /// (None while closed).
+    pub fn stats(&self) -> Option<AudioStats> {
+        let open = self.open.as_ref()?;
+        Some(match &open.engine {
+            Engine::Playback {
+                pacer,
+                pipeline,
+                backlog,
+            } => AudioStats {
+                encode_dropped_frames: backlog.dropped_frames,
+                ..pipeline.stats().with_pacing(pacer.stats())
+            },
+            Engine::Capture { clock, pipeline } => pipeline.stats().with_pacing(clock.stats()),
+        })
     }
 
     /// When to poll next (None while closed, stopped or paused).
@@ -387,24 +523,33 @@ impl StreamCore {
 
     /// Publishes the counters for /metrics and the browser layer.
     pub fn publish_stats(&self) {
-        let Some(open) = &self.open else { return };
-        let stats = match &open.engine {
-            Engine::Playback { pacer, pipeline } => pipeline.stats().with_pacing(pacer.stats()),
-            Engine::Capture { clock, pipeline } => pipeline.stats().with_pacing(clock.stats()),
-        };
-        self.output.shared_stats().publish(&stats);
+        if let Some(stats) = self.stats() {
+            self.output.shared_stats().publish(&stats);
+        }
     }
 }
 
-fn feed(pipeline: &mut PlaybackPipeline, pcm: &[u8], silence_frames: usize) {
-    // Encoder failures are counted in the pipeline's stats; the stream
-    // carries on (a viewer hears a gap, the guest is not to blame).
-    if !pcm.is_empty() {
-        let _ = pipeline.push_pcm(pcm);
+/// Queues what the card played for the encoder; audio dropped to keep the
+/// backlog bounded is skipped in stream time.
+fn queue(
+    pipeline: &mut PlaybackPipeline,
+    backlog: &mut EncodeBacklog,
+    pcm: &[u8],
+    silence_frames: usize,
+) {
+    let dropped = backlog.push(pcm, silence_frames);
+    if dropped > 0 {
+        pipeline.skip(dropped);
     }
-    if silence_frames > 0 {
-        let _ = pipeline.push_silence(silence_frames);
+}
+
+fn encode_one(pipeline: &mut PlaybackPipeline, backlog: &mut EncodeBacklog) -> bool {
+    if let Some(slice) = backlog.take_slice() {
+        // Encoder failures are counted in the pipeline's stats; the stream
+        // carries on (a viewer hears a gap, the guest is not to blame).
+        let _ = pipeline.push_pcm(slice);
     }
+    backlog.frames() > 0
 }
 
 fn not_open(op: &str) -> Refusal {
@@ -435,4 +580,205 @@ fn region(
         ));
     }
     Ok(range.start..range.start + need)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sound::{StreamKey, StreamLimits};
+    use pvgate_protocol::sndif::{mask_of, PcmFormat};
+    use pvgate_protocol::sndif_config::{PcmHw, StreamConfig};
+
+    struct Memory(std::sync::Mutex<Vec<u8>>);
+
+    impl PcmBuffer for Memory {
+        fn len(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+        fn read(&self, offset: usize, dst: &mut [u8]) -> Result<(), String> {
+            let m = self.0.lock().unwrap();
+            dst.copy_from_slice(m.get(offset..offset + dst.len()).ok_or("out of range")?);
+            Ok(())
+        }
+        fn write(&self, offset: usize, src: &[u8]) -> Result<(), String> {
+            let mut m = self.0.lock().unwrap();
+            m.get_mut(offset..offset + src.len())
+                .ok_or("out of range")?
+                .copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    /// The guest's buffer, holding a 660 Hz tone on the left channel.
+    struct Mapper;
+
+    impl BufferMapper for Mapper {
+        fn map(&mut self, open: &Open) -> Result<Box<dyn PcmBuffer>, Refusal> {
+            let data: Vec<u8> = (0..open.buffer_sz / 4)
+                .flat_map(|i| {
+                    let t = f64::from(i) / 48_000.0;
+                    let l = (0.5 * (std::f64::consts::TAU * 660.0 * t).sin() * 32767.0) as i16;
+                    [l.to_le_bytes(), [0, 0]].concat()
+                })
+                .collect();
+            Ok(Box::new(Memory(std::sync::Mutex::new(data))))
+        }
+    }
+
+    const PERIOD: u32 = 480 * 4; // 10 ms of 48 kHz S16 stereo
+    const PERIODS: u32 = 8;
+    const PERIOD_NS: u64 = 10_000_000;
+
+    fn playback() -> (StreamCore, Arc<StreamOutput>) {
+        let mut hw = PcmHw::linux_default();
+        hw.formats = mask_of([PcmFormat::S16Le]);
+        let config = StreamConfig {
+            index: 0,
+            card_index: 0,
+            path: "/test".into(),
+            kind: StreamType::Playback,
+            unique_id: None,
+            pcm_hw: hw.clone(),
+        };
+        let output = StreamOutput::unregistered(
+            StreamKey {
+                domid: 1,
+                devid: 0,
+                stream: 0,
+            },
+            config,
+        );
+        let limits = StreamLimits::default();
+        let mut core = StreamCore::new(
+            StreamSpace::new(&hw, &limits),
+            MediaSettings {
+                opus: limits.opus,
+                capture_source: limits.capture_source,
+            },
+            output.clone(),
+        );
+        let mut pos = Vec::new();
+        let open = SndRequest {
+            id: 1,
+            op: SndRequestOp::Open(Open {
+                pcm_rate: 48_000,
+                pcm_format: PcmFormat::S16Le,
+                pcm_channels: 2,
+                buffer_sz: PERIOD * PERIODS,
+                gref_directory: 1,
+                period_sz: PERIOD,
+            }),
+        };
+        core.handle(&open, 0, &mut Mapper, &mut pos).expect("OPEN");
+        (core, output)
+    }
+
+    fn request(core: &mut StreamCore, op: SndRequestOp, now: u64, pos: &mut Vec<u64>) {
+        core.handle(&SndRequest { id: 9, op }, now, &mut Mapper, pos)
+            .expect("request");
+    }
+
+    /// The encoder never runs here (as if the CPU were too slow for it):
+    /// the guest's pointer must still move every period, on time, and the
+    /// audio waiting for the encoder stays bounded.
+    #[test]
+    fn positions_follow_the_clock_while_nothing_is_encoded() {
+        let (mut core, output) = playback();
+        let mut sub = output.subscribe();
+        let mut pos = Vec::new();
+        // The guest fills its buffer, then starts.
+        for k in 0..PERIODS {
+            let w = RwRange {
+                offset: k * PERIOD,
+                length: PERIOD,
+            };
+            request(&mut core, SndRequestOp::Write(w), 0, &mut pos);
+        }
+        request(
+            &mut core,
+            SndRequestOp::Trigger(TriggerType::Start),
+            0,
+            &mut pos,
+        );
+        // One second: each period boundary the guest refills what played.
+        for k in 1..=100u64 {
+            let now = k * PERIOD_NS;
+            let before = pos.len();
+            core.poll(now, &mut pos);
+            assert_eq!(pos.len(), before + 1, "one CUR_POS at {now} ns");
+            assert_eq!(*pos.last().unwrap(), k * u64::from(PERIOD));
+            let w = RwRange {
+                offset: ((k % u64::from(PERIODS)) as u32) * PERIOD,
+                length: PERIOD,
+            };
+            request(&mut core, SndRequestOp::Write(w), now, &mut pos);
+        }
+        assert!(sub.try_recv().is_none(), "nothing was encoded");
+        let backlog = core.encode_backlog_frames();
+        assert_eq!(backlog, 48_000 * MAX_ENCODE_BACKLOG_MS as usize / 1000);
+        let stats = core.stats().unwrap();
+        assert_eq!(stats.cur_pos_events, 100);
+        assert_eq!(stats.underruns, 0, "the guest kept up");
+        assert_eq!(stats.encode_dropped_frames, 48_000 - backlog as u64);
+
+        // The encoder catches up with what is left; stream time skipped
+        // the dropped audio, so the first frame is stamped where it
+        // really played.
+        // (The subscriber is a viewer's, which joins at the newest frame:
+        // take each frame as it comes.)
+        let mut frames = Vec::new();
+        loop {
+            let more = core.encode_step();
+            while let Some(f) = sub.try_recv() {
+                frames.push(f.timestamp);
+            }
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(core.encode_backlog_frames(), 0);
+        assert_eq!(frames.len(), backlog / 960);
+        for (n, t) in frames.iter().enumerate() {
+            assert_eq!(*t, 48_000 - backlog as u64 + 960 * n as u64);
+        }
+    }
+
+    /// With an encoder that keeps up, nothing is dropped and every frame
+    /// follows the previous one.
+    #[test]
+    fn an_encoder_that_keeps_up_drops_nothing() {
+        let (mut core, output) = playback();
+        let mut sub = output.subscribe();
+        let mut pos = Vec::new();
+        request(
+            &mut core,
+            SndRequestOp::Trigger(TriggerType::Start),
+            0,
+            &mut pos,
+        );
+        let mut frames = 0;
+        for k in 1..=100u64 {
+            let w = RwRange {
+                offset: ((k % u64::from(PERIODS)) as u32) * PERIOD,
+                length: PERIOD,
+            };
+            request(
+                &mut core,
+                SndRequestOp::Write(w),
+                (k - 1) * PERIOD_NS,
+                &mut pos,
+            );
+            core.poll(k * PERIOD_NS, &mut pos);
+            core.encode_all();
+            while let Some(f) = sub.try_recv() {
+                assert_eq!(f.timestamp, 960 * frames);
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 50);
+        let stats = core.stats().unwrap();
+        assert_eq!(stats.encode_dropped_frames, 0);
+        assert_eq!(stats.nonfinite_samples, 0);
+        assert_eq!(stats.frames_encoded, 50);
+    }
 }

@@ -33,6 +33,16 @@ pub struct StreamTask {
     pub stop: watch::Receiver<bool>,
 }
 
+/// Backlog slices encoded per turn of the loop at most (80 ms of audio)
+/// before the ring and the clock are looked at again.
+const ENCODE_STEPS_PER_TURN: usize = 4;
+
+#[derive(Default)]
+struct Warned {
+    dropped: bool,
+    nonfinite: bool,
+}
+
 /// Why the task gave up on the device.
 enum Fatal {
     /// Close the device (a broken ring, a flood).
@@ -47,6 +57,7 @@ impl StreamTask {
         // (snd-xen-front drops an event whose id is not the next one).
         let mut next_event_id: u16 = 0;
         let mut positions = Vec::new();
+        let mut warned = Warned::default();
         loop {
             if *self.stop.borrow() {
                 break;
@@ -61,7 +72,24 @@ impl StreamTask {
                 self.core.publish_stats();
                 self.send_events(&mut positions, &mut next_event_id)
             });
+            // Positions are out; now the encoder. One slice at a time, and
+            // only while no deadline is due, so CUR_POS never waits for
+            // more than one Opus frame of encoding, however slow the CPU.
+            let mut more = result.is_ok() && self.core.encode_backlog_frames() > 0;
+            let mut steps = 0;
+            while more && steps < ENCODE_STEPS_PER_TURN {
+                more = self.core.encode_step();
+                steps += 1;
+                if self
+                    .core
+                    .next_deadline()
+                    .is_some_and(|d| self.clock.now_ns() >= d)
+                {
+                    break;
+                }
+            }
             self.core.publish_stats();
+            self.warn_once(&mut warned);
             match result {
                 Ok(()) => {}
                 Err(Fatal::Device(reason)) => {
@@ -71,7 +99,12 @@ impl StreamTask {
                 }
                 Err(Fatal::Gone) => break,
             }
-            let deadline = self.core.next_deadline();
+            // Audio still waiting to be encoded: come straight back.
+            let deadline = if more {
+                Some(self.clock.now_ns())
+            } else {
+                self.core.next_deadline()
+            };
             let clock = self.clock.clone();
             let sleep = async move {
                 match deadline {
@@ -91,6 +124,27 @@ impl StreamTask {
             }
         }
         self.core.close();
+    }
+
+    /// Says once per stream (per OPEN) that audio was dropped or cleaned
+    /// before the encoder; the counters carry the totals.
+    fn warn_once(&self, warned: &mut Warned) {
+        let Some(stats) = self.core.stats() else {
+            *warned = Warned::default();
+            return;
+        };
+        if stats.encode_dropped_frames > 0 && !warned.dropped {
+            warned.dropped = true;
+            tracing::warn!(guest = self.ctx.frontend_id, device = self.ctx.devid, stream = %self.name,
+                frames = stats.encode_dropped_frames,
+                "the Opus encoder fell behind the stream (a starved CPU?): dropping the oldest audio; the guest's position still follows the clock");
+        }
+        if stats.nonfinite_samples > 0 && !warned.nonfinite {
+            warned.nonfinite = true;
+            tracing::warn!(guest = self.ctx.frontend_id, device = self.ctx.devid, stream = %self.name,
+                samples = stats.nonfinite_samples,
+                "non-finite samples before the Opus encoder were replaced by silence");
+        }
     }
 
     /// Takes every request off the ring, answers each at once.
