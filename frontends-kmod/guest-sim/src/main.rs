@@ -396,9 +396,13 @@ async fn sound_worker(
     }
 }
 
-/// Play `total` bytes of wall-clock ticks. The playback timeline starts
-/// when the first period is written (TRIGGER start follows at once) and
-/// runs in real time from there, as the backend consumes it.
+/// Play `total` bytes of wall-clock ticks. The backend consumes from
+/// TRIGGER START at the stream rate, so the playback timeline starts when
+/// START is sent: byte `offset` plays at start + offset / rate. The buffer
+/// filled before START is silence (its start time is not known yet); a
+/// tick that would fall in it is skipped. Each run starts a new timeline:
+/// the backend's position counts on across runs, but this run's bytes play
+/// from its own START.
 async fn play_ticks(
     stream: &pvgate_guest_sim::sound::SoundStream,
     format: PcmFormat,
@@ -408,23 +412,20 @@ async fn play_ticks(
 ) -> Result<u64, String> {
     use pvgate_guest_sim::content::{ticks, tone::amplitude_of};
     let frame_bytes = pcm::sample_size(format).map_err(|e| e.to_string())? * channels;
-    let mut start_us = None;
     let stats = stream
-        .play(total, |offset, chunk| {
-            let origin = *start_us.get_or_insert_with(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as u64)
-            });
-            let first_frame = offset / frame_bytes as u64;
-            let t = origin + first_frame * 1_000_000 / u64::from(rate);
-            let samples = ticks::tick_frames(
-                t,
-                rate,
-                channels,
-                chunk.len() / frame_bytes,
-                amplitude_of(TONE_DBFS),
-            );
+        .play_from_start(total, |offset, chunk, started| {
+            let frames = chunk.len() / frame_bytes;
+            let origin = started
+                .and_then(|s| s.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_micros() as u64);
+            let samples = match origin {
+                Some(origin) => {
+                    let first_frame = offset / frame_bytes as u64;
+                    let t = origin + first_frame * 1_000_000 / u64::from(rate);
+                    ticks::tick_frames(t, rate, channels, frames, amplitude_of(TONE_DBFS))
+                }
+                None => vec![0.0; frames * channels],
+            };
             match pcm::encode_to_vec(&samples, format) {
                 Ok(bytes) if bytes.len() == chunk.len() => chunk.copy_from_slice(&bytes),
                 _ => chunk.fill(0),

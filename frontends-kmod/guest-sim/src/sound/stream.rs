@@ -63,6 +63,11 @@ pub struct SoundStream {
     req: Arc<RequestChannel>,
     _evt: EventPage,
     events: Mutex<mpsc::UnboundedReceiver<[u8; EVENT_SIZE]>>,
+    /// The last CUR_POS position received (octets since OPEN). The
+    /// backend keeps counting across TRIGGER STOP/START, so each playback
+    /// or capture run measures its progress from the value at its start,
+    /// as snd-xen-front works from position deltas.
+    last_position: std::sync::atomic::AtomicU64,
     open: Mutex<Option<OpenState>>,
 }
 
@@ -84,6 +89,7 @@ impl SoundStream {
             req: pair.req,
             _evt: pair.evt,
             events: Mutex::new(rx),
+            last_position: std::sync::atomic::AtomicU64::new(0),
             open: Mutex::new(None),
         }
     }
@@ -249,6 +255,10 @@ impl SoundStream {
             }),
         )
         .await?;
+        // OPEN restarts the backend's position count.
+        self.drain_positions().await;
+        self.last_position
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         *open = Some(OpenState {
             buffer,
             format,
@@ -392,14 +402,32 @@ impl SoundStream {
         let mut events = self.events.lock().await;
         loop {
             let raw = tokio::time::timeout(wait, events.recv()).await.ok()??;
-            if let Ok(SndEvent {
-                kind: SndEventKind::CurPos { position },
-                ..
-            }) = SndEvent::decode(&raw)
-            {
+            if let Some(position) = cur_pos(&raw) {
+                self.last_position
+                    .store(position, std::sync::atomic::Ordering::Relaxed);
                 return Some(position);
             }
         }
+    }
+
+    /// Takes the events already queued (positions from before a STOP that
+    /// arrived after the last run stopped reading), so that the next run
+    /// starts from the latest position.
+    async fn drain_positions(&self) {
+        let mut events = self.events.lock().await;
+        while let Ok(raw) = events.try_recv() {
+            if let Some(position) = cur_pos(&raw) {
+                self.last_position
+                    .store(position, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Where this run starts: the latest position since OPEN.
+    async fn run_base(&self) -> u64 {
+        self.drain_positions().await;
+        self.last_position
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What OPEN said: (format, rate, channels, buffer_sz, period_sz).
@@ -413,11 +441,26 @@ impl SoundStream {
     /// period by period (a WRITE each), TRIGGER start, then write one more
     /// period each time CUR_POS shows one was consumed, until `total` bytes
     /// went out; wait for them to play, TRIGGER stop. `fill(offset_in_stream,
-    /// chunk)` produces the samples. The stream must be open.
+    /// chunk)` produces the samples. The stream must be open. Progress is
+    /// counted from the position at the start of the run (the backend's
+    /// count runs on from earlier runs), so every run is paced the same.
     pub async fn play(
         &self,
         total: u64,
         mut fill: impl FnMut(u64, &mut [u8]),
+    ) -> Result<StreamStats, SoundError> {
+        self.play_from_start(total, |offset, chunk, _| fill(offset, chunk))
+            .await
+    }
+
+    /// [`Self::play`], telling `fill` when TRIGGER START was sent (wall
+    /// clock): `None` while the buffer is filled before it. The backend
+    /// consumes from START at the stream rate, so byte `offset` plays at
+    /// start + offset / rate (what the latency ticks are stamped with).
+    pub async fn play_from_start(
+        &self,
+        total: u64,
+        mut fill: impl FnMut(u64, &mut [u8], Option<std::time::SystemTime>),
     ) -> Result<StreamStats, SoundError> {
         let (_, _, _, buffer_sz, period_sz) = self
             .open_params()
@@ -428,25 +471,30 @@ impl SoundStream {
                 "period {period_sz} and buffer {buffer_sz} cannot be played"
             )));
         }
+        let base = self.run_base().await;
         let mut stats = StreamStats::default();
         let mut written: u64 = 0;
         let mut chunk = vec![0u8; period_sz as usize];
-        let mut write_next = |written: &mut u64, stats: &mut StreamStats, chunk: &mut Vec<u8>| {
+        let mut write_next = |written: &mut u64,
+                              stats: &mut StreamStats,
+                              chunk: &mut Vec<u8>,
+                              started: Option<std::time::SystemTime>| {
             let offset = (*written % u64::from(buffer_sz)) as u32;
             let len = u64::from(period_sz)
                 .min(total.saturating_sub(*written))
                 .min(u64::from(buffer_sz - offset)) as usize;
             chunk.resize(len, 0);
-            fill(*written, chunk);
+            fill(*written, chunk, started);
             *written += len as u64;
             stats.writes += 1;
             stats.bytes += len as u64;
             (offset, chunk.clone())
         };
         while written < total && written < u64::from(buffer_sz) {
-            let (offset, data) = write_next(&mut written, &mut stats, &mut chunk);
+            let (offset, data) = write_next(&mut written, &mut stats, &mut chunk, None);
             self.write_at(offset, &data).await?;
         }
+        let started = Some(std::time::SystemTime::now());
         self.trigger(TriggerType::Start).await?;
         let mut position: u64 = 0;
         while position < written {
@@ -454,13 +502,13 @@ impl SoundStream {
                 return Err(SoundError::NoPosition(REQUEST_TIMEOUT));
             };
             stats.cur_pos_events += 1;
-            position = p;
+            position = p.saturating_sub(base);
             stats.last_position = p;
             // Room in the buffer: everything the backend has consumed.
             while written < total
                 && written.saturating_sub(position) + u64::from(period_sz) <= u64::from(buffer_sz)
             {
-                let (offset, data) = write_next(&mut written, &mut stats, &mut chunk);
+                let (offset, data) = write_next(&mut written, &mut stats, &mut chunk, started);
                 self.write_at(offset, &data).await?;
             }
         }
@@ -485,6 +533,7 @@ impl SoundStream {
                 "period {period_sz} and buffer {buffer_sz} cannot be captured"
             )));
         }
+        let base = self.run_base().await;
         let mut stats = StreamStats::default();
         self.trigger(TriggerType::Start).await?;
         let mut read: u64 = 0;
@@ -494,6 +543,7 @@ impl SoundStream {
             };
             stats.cur_pos_events += 1;
             stats.last_position = p;
+            let p = p.saturating_sub(base);
             while read < total && p.saturating_sub(read) >= u64::from(period_sz) {
                 let offset = (read % u64::from(buffer_sz)) as u32;
                 let len = period_sz.min(buffer_sz - offset);
@@ -570,5 +620,16 @@ fn intersect(a: Interval, b: Interval) -> Interval {
         b
     } else {
         Interval { min, max }
+    }
+}
+
+/// The position of a CUR_POS event (None for other events).
+fn cur_pos(raw: &[u8; EVENT_SIZE]) -> Option<u64> {
+    match SndEvent::decode(raw) {
+        Ok(SndEvent {
+            kind: SndEventKind::CurPos { position },
+            ..
+        }) => Some(position),
+        _ => None,
     }
 }
