@@ -7,6 +7,13 @@
 //! trade: a late frame is worth nothing, and Opus conceals a gap (unlike
 //! video, no keyframe is needed to continue).
 //!
+//! A viewer's subscriber is *live* ([`AudioSubscriber::live`]): audio
+//! waiting for it is latency the viewer hears (a WebRTC receiver's jitter
+//! buffer fills with whatever burst it is sent and drains it only slowly),
+//! so it joins at the newest frame rather than replaying what was published
+//! while its connection was being set up, and after a stall it skips
+//! frames beyond [`LIVE_MAX_QUEUED`] instead of sending them late.
+//!
 //! The shapes follow the video hub in `pvgate-media` (`Arc` frames with
 //! `data` and `pts`, `recv().await -> Option`), so that the session code
 //! treats both tracks alike. `try_recv` returns an `Option` (the sndif
@@ -49,6 +56,11 @@ pub struct AudioHub {
 /// 0.5 to 1 s of audio.
 pub const DEFAULT_HUB_CAPACITY: usize = 50;
 
+/// Most audio a live subscriber leaves waiting behind the frame it takes:
+/// more than this is skipped (counted as lost). A few frames, so that a
+/// briefly late task loses nothing, while a backlog cannot become latency.
+pub const LIVE_MAX_QUEUED: Duration = Duration::from_millis(100);
+
 impl Default for AudioHub {
     fn default() -> Self {
         Self::new(DEFAULT_HUB_CAPACITY)
@@ -72,6 +84,8 @@ impl AudioHub {
             rx: self.tx.subscribe(),
             lost: 0,
             closed: false,
+            max_queued_ns: None,
+            joined: false,
         }
     }
 
@@ -86,14 +100,46 @@ pub struct AudioSubscriber {
     rx: broadcast::Receiver<Arc<AudioFrame>>,
     lost: u64,
     closed: bool,
+    /// Live: the most audio left queued behind a frame taken.
+    max_queued_ns: Option<u64>,
+    /// Whether a frame was taken yet (a live subscriber joins at the newest).
+    joined: bool,
 }
 
 impl AudioSubscriber {
-    /// The next frame, skipping over frames lost to lag; None once the
-    /// stream is gone.
+    /// Makes this a live subscriber (a viewer's): the first frame taken is
+    /// the newest one queued, and later a frame with more than `max_queued`
+    /// of audio queued behind it is skipped, so at most that much waits.
+    pub fn live(mut self, max_queued: Duration) -> Self {
+        self.max_queued_ns = Some(u64::try_from(max_queued.as_nanos()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Audio waiting to be taken, counting `frame` as its length.
+    fn queued_ns(&self, frame: &AudioFrame) -> u64 {
+        (self.rx.len() as u64).saturating_mul(frame.duration_ns())
+    }
+
+    /// Whether `frame` (just taken) is to be skipped as stale.
+    fn stale(&mut self, frame: &AudioFrame) -> bool {
+        let Some(max) = self.max_queued_ns else {
+            return false;
+        };
+        let limit = if self.joined { max } else { 0 };
+        if self.queued_ns(frame) > limit {
+            self.lost += 1;
+            return true;
+        }
+        self.joined = true;
+        false
+    }
+
+    /// The next frame, skipping over frames lost to lag (and, when live,
+    /// stale ones); None once the stream is gone.
     pub async fn recv(&mut self) -> Option<Arc<AudioFrame>> {
         loop {
             match self.rx.recv().await {
+                Ok(f) if self.stale(&f) => {}
                 Ok(f) => return Some(f),
                 Err(broadcast::error::RecvError::Lagged(n)) => self.lost += n,
                 Err(broadcast::error::RecvError::Closed) => {
@@ -109,6 +155,7 @@ impl AudioSubscriber {
     pub fn try_recv(&mut self) -> Option<Arc<AudioFrame>> {
         loop {
             match self.rx.try_recv() {
+                Ok(f) if self.stale(&f) => {}
                 Ok(f) => return Some(f),
                 Err(broadcast::error::TryRecvError::Lagged(n)) => self.lost += n,
                 Err(broadcast::error::TryRecvError::Empty) => return None,
@@ -125,7 +172,8 @@ impl AudioSubscriber {
         self.closed
     }
 
-    /// Frames this subscriber missed because it fell behind.
+    /// Frames this subscriber missed because it fell behind (or, when
+    /// live, skipped as stale).
     pub fn lost_frames(&self) -> u64 {
         self.lost
     }
@@ -165,6 +213,49 @@ mod tests {
         drop(slow);
         assert_eq!(hub.subscriber_count(), 1);
         assert_eq!(frame(0).duration_ns(), 20_000_000);
+    }
+
+    /// A viewer that subscribes while its connection is set up must not be
+    /// sent what was published meanwhile: that burst would become its
+    /// latency. Afterwards it never has more than LIVE_MAX_QUEUED waiting.
+    #[test]
+    fn a_live_subscriber_joins_at_the_newest_frame_and_never_queues_more_than_its_limit() {
+        let hub = AudioHub::default();
+        let mut live = hub.subscribe().live(LIVE_MAX_QUEUED);
+        let mut all = hub.subscribe();
+        // 40 frames (0.8 s) published before the viewer reads anything.
+        for i in 0..40 {
+            hub.publish(frame(i));
+        }
+        assert_eq!(live.try_recv().unwrap().sequence, 39, "joins at the newest");
+        assert_eq!(live.lost_frames(), 39);
+        assert_eq!(
+            all.try_recv().unwrap().sequence,
+            0,
+            "a plain subscriber gets all"
+        );
+        // Later a stall: 20 frames (400 ms) pile up.
+        for i in 40..60 {
+            hub.publish(frame(i));
+        }
+        let limit = (LIVE_MAX_QUEUED.as_nanos() / 20_000_000) as u64; // 20 ms frames
+        let got: Vec<u64> = std::iter::from_fn(|| live.try_recv())
+            .map(|f| f.sequence)
+            .collect();
+        assert_eq!(got.first(), Some(&(59 - limit)), "{got:?}");
+        assert_eq!(got.last(), Some(&59));
+        assert_eq!(
+            got.len() as u64,
+            limit + 1,
+            "at most {LIVE_MAX_QUEUED:?} waited behind the first"
+        );
+        // Steady flow: nothing is skipped.
+        let lost = live.lost_frames();
+        for i in 60..70 {
+            hub.publish(frame(i));
+            assert_eq!(live.try_recv().unwrap().sequence, i);
+        }
+        assert_eq!(live.lost_frames(), lost);
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn bad_requests_are_refused_without_harming_the_other_stream() {
 
     // The good stream plays a tone all along.
     let good_out = rig.output(1);
-    let collector = OpusCollector::start(good_out.subscribe());
+    let collector = OpusCollector::start(good_out.subscribe_all());
     let good_task = {
         let good = good.clone();
         tokio::spawn(async move {

@@ -68,7 +68,7 @@ async fn tones_in_every_format_rate_and_channel_count_come_out_as_opus() {
             let stream = rig.stream(i);
             let output = rig.output(i as u32);
             jobs.push(tokio::spawn(async move {
-                let collector = OpusCollector::start(output.subscribe());
+                let collector = OpusCollector::start(output.subscribe_all());
                 let frame_bytes = format.bytes_per_sample().unwrap() * channels;
                 // 20 ms periods, 10 per buffer: room for a loaded test machine.
                 let period_frames = rate / 50;

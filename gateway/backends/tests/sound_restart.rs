@@ -21,7 +21,7 @@ async fn play_and_measure(
     rig_stream: Arc<pvgate_guest_sim::sound::SoundStream>,
     output: Arc<pvgate_backends::sound::StreamOutput>,
 ) {
-    let collector = OpusCollector::start(output.subscribe());
+    let collector = OpusCollector::start(output.subscribe_all());
     let period = 960u32; // 20 ms at 48 kHz
     let frame_bytes = 4u32; // S16_LE stereo
     rig_stream

@@ -31,7 +31,7 @@ async fn set_volume_mute_and_unmute_change_the_level_heard() {
     )
     .await;
     let stream = rig.stream(0);
-    let collector = OpusCollector::start(rig.output(0).subscribe());
+    let collector = OpusCollector::start(rig.output(0).subscribe_all());
     let format = PcmFormat::S16Le;
     let frame_bytes = 4;
     let period_frames = RATE / 50;

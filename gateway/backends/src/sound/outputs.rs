@@ -65,9 +65,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl StreamOutput {
-    /// Opus frames of a playback stream, from the next one published.
-    /// Survives CLOSE/OPEN; ends when the device disconnects.
+    /// Opus frames of a playback stream for a viewer: live (joins at the
+    /// newest frame, never leaves more than [`pvgate_audio::hub::LIVE_MAX_QUEUED`]
+    /// waiting; see [`AudioSubscriber::live`]). Survives CLOSE/OPEN; ends
+    /// when the device disconnects.
     pub fn subscribe(&self) -> AudioSubscriber {
+        self.hub
+            .subscribe()
+            .live(pvgate_audio::hub::LIVE_MAX_QUEUED)
+    }
+
+    /// Every Opus frame from the next one published, however late it is
+    /// taken (for tests and tools that decode the whole stream).
+    pub fn subscribe_all(&self) -> AudioSubscriber {
         self.hub.subscribe()
     }
 
