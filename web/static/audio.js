@@ -7,10 +7,32 @@
 // block sound until the user interacts with the page; `blocked` says so and
 // unlock() (from a click) lifts it.
 
-/** Jitter buffer of the WebSocket transport: aim, floor and ceiling, seconds. */
-const TARGET_DELAY = 0.06;
-const MIN_DELAY = 0.015;
-const MAX_DELAY = 0.25;
+/**
+ * Jitter buffer of the WebSocket transport, seconds of audio scheduled ahead
+ * of the output: aim, floor and ceiling. Every millisecond here is latency
+ * the viewer hears, on top of the context's own output latency.
+ */
+export const TARGET_DELAY = 0.06;
+export const MIN_DELAY = 0.015;
+export const MAX_DELAY = 0.12;
+
+/**
+ * Where to play the next decoded chunk of `duration` seconds, given where
+ * the previous one ends (`nextTime`) and the context's time (`now`). Pure.
+ * Returns { at, nextTime } (at null: drop the chunk). Starting, and after an
+ * underrun (less than MIN_DELAY left), playback (re)starts at TARGET_DELAY
+ * ahead; a chunk that would end beyond MAX_DELAY ahead (a burst after a
+ * stall) is dropped instead of queued, so the delay cannot stay high.
+ */
+export function scheduleChunk(nextTime, now, duration) {
+  if (nextTime < now + MIN_DELAY) {
+    return { at: now + TARGET_DELAY, nextTime: now + TARGET_DELAY + duration };
+  }
+  if (nextTime + duration > now + MAX_DELAY) {
+    return { at: null, nextTime };
+  }
+  return { at: nextTime, nextTime: nextTime + duration };
+}
 
 /** Strongest bin of `spectrum` (dB per bin) between loHz and hiHz. Pure. */
 export function peakIn(spectrum, sampleRate, fftSize, loHz, hiHz) {
@@ -42,6 +64,8 @@ export class AudioOut {
     this.elementBlocked = false;
     this.streamSource = null;
     this.nextTime = 0;
+    /** Chunks dropped because the jitter buffer was over its ceiling. */
+    this.droppedChunks = 0;
   }
 
   /** The shared AudioContext (48 kHz: Opus's rate, no resampling). */
@@ -131,16 +155,16 @@ export class AudioOut {
     }
     data.close();
     if (ctx.state !== "running") return; // blocked: drop rather than pile up
-    const now = ctx.currentTime;
-    if (this.nextTime < now + MIN_DELAY || this.nextTime > now + MAX_DELAY) {
-      // Underrun or drift: start again at the target delay.
-      this.nextTime = now + TARGET_DELAY;
+    const { at, nextTime } = scheduleChunk(this.nextTime, ctx.currentTime, buffer.duration);
+    this.nextTime = nextTime;
+    if (at === null) {
+      this.droppedChunks++;
+      return;
     }
     const src = ctx.createBufferSource();
     src.buffer = buffer;
     src.connect(this.input);
-    src.start(this.nextTime);
-    this.nextTime += buffer.duration;
+    src.start(at);
   }
 
   /** From a user gesture: let sound play. */
