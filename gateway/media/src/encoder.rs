@@ -35,8 +35,29 @@ pub struct EncoderParams {
     /// numbers, as I420 needs). `None`: the frame's own size.
     pub output_size: Option<(u32, u32)>,
     /// After this long without damage, encode the last frame once more at
-    /// high quality so that static text becomes sharp.
+    /// high quality so that static text becomes sharp ([`Content::Screen`]
+    /// only).
     pub refresh_after: Duration,
+    /// While frames are being encoded, force a keyframe when the last one
+    /// is this old, so a viewer that lost data without asking (or could not
+    /// ask) recovers within this bound. `None`: keyframes only on request.
+    /// A static screen encodes nothing, so it costs nothing then.
+    pub keyframe_interval: Option<Duration>,
+    /// What the encoder is tuned for.
+    pub content: Content,
+}
+
+/// The kind of picture an encoder is tuned for (the policy's quality mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Content {
+    /// Desktops: sharp text, few changes; screen-content coding tools and
+    /// a high-quality refresh once motion stops.
+    #[default]
+    Screen,
+    /// Video-like content: the codecs' camera tuning, smooth motion first,
+    /// no refresh frame (a refresh would be a visible quality jump in a
+    /// video that merely paused).
+    Motion,
 }
 
 impl EncoderParams {
@@ -47,6 +68,16 @@ impl EncoderParams {
             max_fps: 30,
             output_size: None,
             refresh_after: Duration::from_millis(300),
+            keyframe_interval: None,
+            content: Content::Screen,
+        }
+    }
+
+    /// When to refresh after motion stops, if this content gets a refresh.
+    pub fn refresh(&self) -> Option<Duration> {
+        match self.content {
+            Content::Screen => Some(self.refresh_after),
+            Content::Motion => None,
         }
     }
 

@@ -293,7 +293,7 @@ impl EncodeLoop {
     pub fn new(encoder: Box<dyn VideoEncoder>) -> EncodeLoop {
         let params = encoder.params().clone();
         EncodeLoop {
-            pacer: Pacer::new(params.frame_interval(), params.refresh_after),
+            pacer: Pacer::for_params(&params),
             encoder,
             start: None,
             last_pts: None,

@@ -27,7 +27,9 @@ pub mod testpattern;
 pub mod vp8;
 
 pub use damage::{Damage, DamageTracker, Rect, SourceLayout, TILE};
-pub use encoder::{new_encoder, Codec, EncodeError, EncodedFrame, EncoderParams, VideoEncoder};
+pub use encoder::{
+    new_encoder, Codec, Content, EncodeError, EncodedFrame, EncoderParams, VideoEncoder,
+};
 pub use frame::{Frame, SharedFrame};
 pub use framechain::FrameChain;
 pub use hub::{ConnectorFeed, ConnectorId, EncoderHub, EncoderStats, FrameUpdate, Subscription};

@@ -8,7 +8,10 @@
 //! - A keyframe request re-encodes the newest picture as a keyframe as soon
 //!   as the rate allows, even if the screen is static.
 //! - `refresh_after` without any encode after motion: one high-quality
-//!   refresh of the last frame, so static text ends up sharp.
+//!   refresh of the last frame, so static text ends up sharp (screen
+//!   content only).
+//! - A keyframe interval, if set: a new frame encoded when the last
+//!   keyframe is older than that is encoded as a keyframe.
 //! - An output budget: what the encoder produced drains at the target
 //!   bitrate, and while more than [`BURST`] of it is waiting the next
 //!   encode waits too. Content the codec cannot squeeze into the bitrate
@@ -16,6 +19,7 @@
 //!   runs at fewer frames per second instead of flooding the link, where
 //!   losses would leave the viewer frozen; a keyframe's burst is absorbed.
 
+use crate::encoder::EncoderParams;
 use crate::frame::SharedFrame;
 use std::time::{Duration, Instant};
 
@@ -85,8 +89,13 @@ impl OutputBudget {
 pub struct Pacer {
     interval: Duration,
     budget: Option<OutputBudget>,
-    refresh_after: Duration,
+    /// `None`: no refresh frames (motion content).
+    refresh_after: Option<Duration>,
+    keyframe_interval: Option<Duration>,
     last_encode: Option<Instant>,
+    /// When the last keyframe (or refresh, which is one) was encoded; the
+    /// first encode of a stream is always a keyframe.
+    last_keyframe: Option<Instant>,
     pending: Option<FrameUpdate>,
     last: Option<SharedFrame>,
     keyframe_wanted: bool,
@@ -98,13 +107,23 @@ impl Pacer {
         Pacer {
             interval,
             budget: None,
-            refresh_after,
+            refresh_after: Some(refresh_after),
+            keyframe_interval: None,
             last_encode: None,
+            last_keyframe: None,
             pending: None,
             last: None,
             keyframe_wanted: false,
             refresh_due: None,
         }
+    }
+
+    /// The pacer for an encoder with these parameters.
+    pub fn for_params(params: &EncoderParams) -> Pacer {
+        let mut p = Pacer::new(params.frame_interval(), params.refresh_after);
+        p.refresh_after = params.refresh();
+        p.keyframe_interval = params.keyframe_interval;
+        p
     }
 
     pub fn offer(&mut self, update: FrameUpdate) -> Offered {
@@ -157,11 +176,19 @@ impl Pacer {
             };
             self.last = Some(frame.clone());
             self.last_encode = Some(now);
-            self.refresh_due = Some(now + self.refresh_after);
+            self.refresh_due = self.refresh_after.map(|after| now + after);
+            let overdue = match (self.keyframe_interval, self.last_keyframe) {
+                (Some(every), Some(last)) => now.saturating_duration_since(last) >= every,
+                _ => false,
+            };
+            let keyframe = std::mem::take(&mut self.keyframe_wanted) || overdue;
+            if keyframe || self.last_keyframe.is_none() {
+                self.last_keyframe = Some(now);
+            }
             return Decision::Encode {
                 frame,
                 captured,
-                keyframe: std::mem::take(&mut self.keyframe_wanted),
+                keyframe,
                 refresh: false,
             };
         }
@@ -169,6 +196,8 @@ impl Pacer {
             (Some(due), Some(last)) if now >= due => {
                 self.refresh_due = None;
                 self.last_encode = Some(now);
+                // Both encoders make the refresh a keyframe.
+                self.last_keyframe = Some(now);
                 Decision::Encode {
                     frame: last.clone(),
                     captured: None,
@@ -285,6 +314,41 @@ mod tests {
             }
         }
         assert_eq!(count, 60);
+    }
+
+    #[test]
+    fn a_keyframe_interval_forces_keyframes_during_motion_only() {
+        let t0 = Instant::now();
+        let mut params = EncoderParams::new(crate::Codec::H264, 1_000_000);
+        params.max_fps = 25;
+        params.keyframe_interval = Some(Duration::from_secs(1));
+        let mut p = Pacer::for_params(&params);
+        let mut keyframes = Vec::new();
+        // 3 s of motion at 25 fps, then 5 s static, then motion again.
+        for i in 0..200u32 {
+            let now = t0 + i * 40 * MS;
+            let moving = !(75..190).contains(&i);
+            p.offer(update(i, moving, now));
+            if let Some((_, true, _)) = encoded(p.poll(now)) {
+                keyframes.push(i);
+            }
+        }
+        // Frame 0 is the stream's first keyframe (encoders start with one),
+        // then one per second of motion (frames 25 and 50). The static
+        // screen forces nothing; the refresh at 3.28 s counts as a
+        // keyframe, and the first frame after the pause, 4 s later, is one.
+        assert_eq!(keyframes, vec![25, 50, 190], "{keyframes:?}");
+    }
+
+    #[test]
+    fn motion_content_gets_no_refresh() {
+        let t0 = Instant::now();
+        let mut params = EncoderParams::new(crate::Codec::Vp8, 1_000_000);
+        params.content = crate::Content::Motion;
+        let mut p = Pacer::for_params(&params);
+        p.offer(update(1, true, t0));
+        assert_eq!(encoded(p.poll(t0)), Some((1, false, false)));
+        assert!(matches!(p.poll(t0 + 5000 * MS), Decision::Wait(None)));
     }
 
     #[test]

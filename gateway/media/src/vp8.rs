@@ -14,7 +14,7 @@
 //! connector and parameter set instead.
 
 use crate::encoder::{
-    too_soon, Codec, EncodeError, EncodedFrame, EncoderParams, Prepare, VideoEncoder,
+    too_soon, Codec, Content, EncodeError, EncodedFrame, EncoderParams, Prepare, VideoEncoder,
 };
 use crate::frame::Frame;
 use std::mem::MaybeUninit;
@@ -114,7 +114,14 @@ impl Context {
             height,
         };
         this.control(vpx::vp8e_enc_control_id::VP8E_SET_CPUUSED, CPU_USED)?;
-        this.control(vpx::vp8e_enc_control_id::VP8E_SET_SCREEN_CONTENT_MODE, 1)?;
+        let screen = match params.content {
+            Content::Screen => 1,
+            Content::Motion => 0,
+        };
+        this.control(
+            vpx::vp8e_enc_control_id::VP8E_SET_SCREEN_CONTENT_MODE,
+            screen,
+        )?;
         this.control(vpx::vp8e_enc_control_id::VP8E_SET_NOISE_SENSITIVITY, 0)?;
         // Two token partitions let decoders use two threads.
         this.control(vpx::vp8e_enc_control_id::VP8E_SET_TOKEN_PARTITIONS, 1)?;

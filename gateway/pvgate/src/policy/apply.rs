@@ -8,7 +8,9 @@
 //! tighter of the two applies.
 
 use pvgate_backends::sound::StreamLimits;
-use pvgate_media::{Codec, EncoderParams};
+use std::time::Duration;
+
+use pvgate_media::{Codec, Content, EncoderParams};
 use pvgate_policy::types::{self as pt, AudioPolicy, SampleFormat, Size, VideoPolicy};
 use pvgate_protocol::keys::StreamType;
 use pvgate_protocol::sndif::{formats_in_mask, PcmFormat};
@@ -98,6 +100,17 @@ pub fn clamp_encoder(
     if let Some(fitted) = fit_within(current, policy.max_size) {
         params.output_size = Some(fitted);
     }
+    // Validation keeps the interval within sane bounds; a policy that wants
+    // fewer forced keyframes than the session asked for cannot widen it.
+    let interval = Duration::from_millis(u64::from(policy.keyframe_interval_ms));
+    params.keyframe_interval = Some(match params.keyframe_interval {
+        Some(own) => own.min(interval),
+        None => interval,
+    });
+    params.content = match policy.quality {
+        pt::QualityMode::Screen => Content::Screen,
+        pt::QualityMode::Motion => Content::Motion,
+    };
     params
 }
 
@@ -239,6 +252,18 @@ mod tests {
         assert_eq!(
             (c.bitrate_bps, c.max_fps, c.output_size),
             (500_000, 15, Some((852, 480)))
+        );
+        assert_eq!(c.keyframe_interval, Some(Duration::from_secs(2)));
+        assert_eq!(c.content, Content::Screen);
+        let motion = VideoPolicy {
+            quality: QualityMode::Motion,
+            keyframe_interval_ms: 500,
+            ..v.clone()
+        };
+        let c = clamp_encoder(p.clone(), &motion, (1920, 1080));
+        assert_eq!(
+            (c.keyframe_interval, c.content, c.refresh()),
+            (Some(Duration::from_millis(500)), Content::Motion, None)
         );
         // A session already below the policy keeps its own values.
         p.max_fps = 10;

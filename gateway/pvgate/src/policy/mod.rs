@@ -223,16 +223,41 @@ impl Policies {
         viewer: &access::Viewer,
         remote: Option<std::net::SocketAddr>,
     ) -> Admission {
-        let v = pt::Viewer {
-            tenant: viewer.tenant.clone(),
-            user: viewer.user.clone(),
-            role: role_to_policy(viewer.role),
-            remote_address: remote.map(|a| a.to_string()).unwrap_or_default(),
-        };
+        let v = policy_viewer(viewer, remote);
         match self.policy_of(guest) {
             Some(p) => p.admit(guest, &v, Clock::now()),
             None => Admission::Allow(v.role),
         }
+    }
+
+    /// A per-viewer tightening of connector `index`'s encoder from the
+    /// viewer's link statistics (`None`: no tightening). Only ever lowers
+    /// the connector's video policy (the policy crate clamps it).
+    pub fn adjust(
+        &self,
+        guest: &pt::Guest,
+        index: u32,
+        resolution: (u32, u32),
+        viewer: &pt::Viewer,
+        stats: &pt::LinkStats,
+    ) -> Option<pt::Adjustment> {
+        let connector = pt::DisplayConnector {
+            index,
+            resolution: pt::Size::new(resolution.0, resolution.1),
+        };
+        // The built-in policy adds nothing to congestion control.
+        self.policy_of(guest)?
+            .adjust(guest, &connector, viewer, stats)
+    }
+}
+
+/// A viewer as plugins see it.
+pub fn policy_viewer(viewer: &access::Viewer, remote: Option<std::net::SocketAddr>) -> pt::Viewer {
+    pt::Viewer {
+        tenant: viewer.tenant.clone(),
+        user: viewer.user.clone(),
+        role: role_to_policy(viewer.role),
+        remote_address: remote.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 

@@ -581,3 +581,40 @@ fn policy_trace_recording_replays() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("/nonexistent/t.jsonl"), "{e:#}");
 }
+
+/// `adjust`, as the WebRTC video task asks it: the tenant's plugin answers
+/// (here `misbehaving` in `absurd` mode: 0 bit/s, 0 fps) and the answer
+/// reaches the session clamped to the gateway's floor; the built-in policy
+/// and an unclaimed guest get no adjustment.
+#[test]
+fn policy_adjust_reaches_the_plugin_and_comes_back_clamped() {
+    let config = tenant_config("misbehaving", "mode = \"absurd\"", "");
+    let access = Arc::new(Access::from_config(&config));
+    let policies = load_policies(Some(&config), access.clone()).unwrap();
+    let guest = policies.guest(DOMID, "acme-desk");
+    let viewer = pvgate_policy::types::Viewer {
+        tenant: "acme".into(),
+        user: "alice".into(),
+        role: pvgate_policy::types::Role::Control,
+        remote_address: "192.0.2.7:4000".into(),
+    };
+    let stats = pvgate_policy::types::LinkStats {
+        rtt_ms: 40,
+        loss_permille: 20,
+        estimated_bps: 2_000_000,
+        fps_achieved: 30,
+    };
+    let a = policies
+        .adjust(&guest, 0, (1280, 720), &viewer, &stats)
+        .expect("the plugin adjusts");
+    let bounds = pvgate_policy::Bounds::default();
+    assert_eq!(
+        (a.max_bitrate_bps, a.max_fps),
+        (bounds.bitrate_floor_bps, bounds.fps_min)
+    );
+    let builtin = crate::policy::Policies::builtin_only(access);
+    assert_eq!(
+        builtin.adjust(&guest, 0, (1280, 720), &viewer, &stats),
+        None
+    );
+}

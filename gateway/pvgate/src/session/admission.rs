@@ -115,11 +115,14 @@ impl Recheck {
         }
     }
 
-    /// What the viewer is told when the role changes.
-    pub fn role_message(&self, role: Role) -> String {
-        match role {
-            Role::View => "the tenant's access policy withdrew control: keyboard, pointer, touch and microphone are ignored from now on".into(),
-            Role::Control => "the tenant's access policy gives control again: keyboard, pointer and touch are delivered (reconnect for the microphone)".into(),
+    /// What the viewer is told when the role changes. `microphone`: the
+    /// session's microphone works again with control (it is set up only
+    /// when a session starts with control and asks for it).
+    pub fn role_message(&self, role: Role, microphone: bool) -> String {
+        match (role, microphone) {
+            (Role::View, _) => "the tenant's access policy withdrew control: keyboard, pointer, touch and microphone are ignored from now on".into(),
+            (Role::Control, true) => "the tenant's access policy gives control again: keyboard, pointer, touch and microphone are delivered".into(),
+            (Role::Control, false) => "the tenant's access policy gives control again: keyboard, pointer and touch are delivered (reconnect to use the microphone)".into(),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct BitrateSteps {
     steps: Vec<u32>,
     current: u32,
     changed: Instant,
+    /// The tenant policy's per-viewer ceiling (its link adjustment), if any.
+    cap: Option<u32>,
 }
 
 impl BitrateSteps {
@@ -73,6 +75,38 @@ impl BitrateSteps {
             steps,
             current,
             changed: now,
+            cap: None,
+        }
+    }
+
+    /// The highest step at or under the cap (the lowest if none is).
+    fn ceiling(&self) -> u32 {
+        let lowest = self.steps[0];
+        match self.cap {
+            None => self.steps[self.steps.len() - 1],
+            Some(cap) => self
+                .steps
+                .iter()
+                .copied()
+                .rev()
+                .find(|s| *s <= cap)
+                .unwrap_or(lowest),
+        }
+    }
+
+    /// A per-viewer ceiling from the tenant's policy (`None`: lifted). A
+    /// lower ceiling applies at once, whatever the hold time (the policy
+    /// asked for it); a higher one lets later estimates climb as usual.
+    /// `Some(step)` when the encoder should change to it.
+    pub fn set_cap(&mut self, now: Instant, cap: Option<u32>) -> Option<u32> {
+        self.cap = cap;
+        let ceiling = self.ceiling();
+        if self.current > ceiling {
+            self.current = ceiling;
+            self.changed = now;
+            Some(ceiling)
+        } else {
+            None
         }
     }
 
@@ -82,7 +116,7 @@ impl BitrateSteps {
 
     /// A new estimate. `Some(step)` when the encoder should change to it.
     pub fn update(&mut self, now: Instant, estimate_bps: f64) -> Option<u32> {
-        let target = quantize(&self.steps, estimate_bps);
+        let target = quantize(&self.steps, estimate_bps).min(self.ceiling());
         let since = now.saturating_duration_since(self.changed);
         let change = (target < self.current && since >= DOWN_AFTER)
             || (target > self.current && since >= UP_AFTER);
@@ -140,5 +174,25 @@ mod tests {
         assert_eq!(s.update(t1 + UP_AFTER, 50e6), Some(12_000_000));
         // The same step again is no change.
         assert_eq!(s.update(t1 + UP_AFTER * 3, 50e6), None);
+    }
+
+    #[test]
+    fn a_policy_cap_holds_the_step_down_and_lifting_it_climbs_slowly() {
+        let t0 = Instant::now();
+        let mut s = BitrateSteps::new(300_000, 12_000_000, 12_000_000, t0);
+        assert_eq!(s.current(), 12_000_000);
+        // A cap applies at once, to the step at or under it.
+        let capped = s.set_cap(t0, Some(1_000_000)).unwrap();
+        assert!((500_000..=1_000_000).contains(&capped), "{capped}");
+        assert_eq!(s.set_cap(t0, Some(1_000_000)), None, "no change twice");
+        // A rich estimate does not lift it.
+        assert_eq!(s.update(t0 + UP_AFTER * 2, 50e6), None);
+        assert_eq!(s.current(), capped);
+        // A cap under the lowest step gives the lowest step.
+        assert_eq!(s.set_cap(t0, Some(1_000)), Some(300_000));
+        // Lifted: the estimate climbs again after the usual hold.
+        assert_eq!(s.set_cap(t0, None), None);
+        assert_eq!(s.update(t0 + Duration::from_secs(1), 50e6), None);
+        assert_eq!(s.update(t0 + UP_AFTER, 50e6), Some(12_000_000));
     }
 }

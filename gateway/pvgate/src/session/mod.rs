@@ -111,6 +111,11 @@ impl Live {
     pub fn count_input_drop(&self) {
         self.input_dropped.fetch_add(1, Ordering::Relaxed);
     }
+    /// The last round-trip time (ms) and loss fraction measured, if any.
+    pub fn link(&self) -> (Option<f64>, Option<f64>) {
+        let f = lock(&self.figures);
+        (f.rtt_ms, f.loss)
+    }
 }
 
 #[derive(Debug)]

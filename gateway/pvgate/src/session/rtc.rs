@@ -31,6 +31,7 @@ use bytes::Bytes;
 use pvgate_audio::AudioSubscriber;
 use pvgate_media::{Codec, EncoderParams, Subscription};
 use pvgate_platform::DomId;
+use pvgate_policy::types as pt;
 use rtc::data_channel::RTCDataChannelInit;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
@@ -77,6 +78,7 @@ use super::websocket::Microphone;
 use super::Live;
 use crate::config::StreamingConfig;
 use crate::http::GatewayView;
+use crate::policy::Policies;
 
 /// Payload types we offer (the browser answers with the same ones).
 const PT_H264: u8 = 102;
@@ -258,6 +260,20 @@ pub struct RtcSetup {
     pub outbox: Arc<Outbox>,
     pub live: Arc<Live>,
     pub resolution: Arc<Resolution>,
+    /// Who to ask for per-viewer adjustments on link statistics.
+    pub adjust: LinkPolicy,
+}
+
+/// The tenant policy's per-viewer view of one connector: asked every few
+/// seconds with the link's statistics, it may cap the viewer's bitrate and
+/// frame rate below the connector's policy.
+pub struct LinkPolicy {
+    pub policies: Arc<Policies>,
+    pub guest: pt::Guest,
+    pub viewer: pt::Viewer,
+    pub connector: u32,
+    /// The guest's mode on that connector when the session started.
+    pub resolution: (u32, u32),
 }
 
 /// A running peer connection. Dropping it stops its tasks; [`Self::close`]
@@ -544,6 +560,9 @@ impl RtcPeer {
                 outbox: setup.outbox.clone(),
                 live: setup.live.clone(),
                 resolution: setup.resolution.clone(),
+                adjust: setup.adjust,
+                adjusted_fps: None,
+                sent_frames: 0,
             },
             setup.video,
             connected_rx.clone(),
@@ -642,6 +661,88 @@ struct VideoTask {
     outbox: Arc<Outbox>,
     live: Arc<Live>,
     resolution: Arc<Resolution>,
+    adjust: LinkPolicy,
+    /// The policy's frame-rate cap for this viewer, if it set one.
+    adjusted_fps: Option<u32>,
+    /// Frames written since the last adjustment (the fps achieved).
+    sent_frames: u32,
+}
+
+/// How often the estimate is looked at.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// Ask the tenant's policy for an adjustment every this many checks.
+const ADJUST_EVERY: u32 = 4;
+
+impl VideoTask {
+    fn fps_cap(&self) -> u32 {
+        let own = self.max_fps.max(1);
+        self.adjusted_fps.map_or(own, |a| a.clamp(1, own))
+    }
+
+    /// Subscribe to `step` at the current frame-rate cap before leaving the
+    /// old subscription, so the picture never stops; its first frame is a
+    /// keyframe.
+    fn resubscribe(&mut self, sub: &mut Subscription, step: u32) -> bool {
+        let mut params = EncoderParams::new(self.codec, step);
+        params.max_fps = self.fps_cap();
+        match self.view.subscribe_video(self.domid, self.display, params) {
+            Some(Ok(new)) => {
+                *sub = new;
+                self.live.set_encoder_bitrate(step);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The link's statistics as the policy sees them, over `window`.
+    fn link_stats(&mut self, estimate: f64, window: Duration) -> pt::LinkStats {
+        let fps = f64::from(std::mem::take(&mut self.sent_frames)) / window.as_secs_f64();
+        let (rtt_ms, loss) = self.live.link();
+        pt::LinkStats {
+            rtt_ms: rtt_ms.map_or(0, |r| r.clamp(0.0, 1e6) as u32),
+            loss_permille: loss.map_or(0, |l| (l.clamp(0.0, 1.0) * 1000.0).round() as u32),
+            estimated_bps: if estimate.is_finite() {
+                estimate.max(0.0) as u64
+            } else {
+                0
+            },
+            fps_achieved: fps.round() as u32,
+        }
+    }
+
+    /// Ask the policy (off the async threads: a plugin call may take up to
+    /// its deadline) and apply what it says.
+    async fn adjust(&mut self, sub: &mut Subscription, estimate: f64, window: Duration) {
+        let stats = self.link_stats(estimate, window);
+        let (policies, guest, viewer) = (
+            self.adjust.policies.clone(),
+            self.adjust.guest.clone(),
+            self.adjust.viewer.clone(),
+        );
+        let (connector, resolution) = (self.adjust.connector, self.adjust.resolution);
+        let decided = tokio::task::spawn_blocking(move || {
+            policies.adjust(&guest, connector, resolution, &viewer, &stats)
+        })
+        .await
+        .unwrap_or(None);
+        let fps_before = self.fps_cap();
+        self.adjusted_fps = decided.map(|a| a.max_fps);
+        let stepped = self
+            .steps
+            .set_cap(Instant::now(), decided.map(|a| a.max_bitrate_bps));
+        if stepped.is_some() || self.fps_cap() != fps_before {
+            let step = self.steps.current();
+            if self.resubscribe(sub, step) {
+                tracing::info!(
+                    domid = self.domid,
+                    bitrate = step,
+                    fps = self.fps_cap(),
+                    "the tenant's policy adjusted this viewer's stream"
+                );
+            }
+        }
+    }
 }
 
 async fn video_task(
@@ -669,7 +770,8 @@ async fn video_task(
     // Joining mid-stream: the first frame must be a keyframe.
     sub.request_keyframe();
     let mut last_sent: Option<Instant> = None;
-    let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    let mut checks = 0u32;
     t.live.set_bitrate(Some(t.steps.current() as u64));
     t.live.set_encoder_bitrate(t.steps.current());
     loop {
@@ -705,19 +807,18 @@ async fn video_task(
                     // The connection closed; the session notices on its own.
                     return;
                 }
+                t.sent_frames = t.sent_frames.saturating_add(1);
             }
             _ = t.keyframe.notified() => sub.request_keyframe(),
             _ = check.tick() => {
                 let estimate = f64::from_bits(t.target.load(Ordering::Relaxed));
                 t.live.set_bitrate(Some(estimate as u64));
+                checks += 1;
+                if checks.is_multiple_of(ADJUST_EVERY) {
+                    t.adjust(&mut sub, estimate, CHECK_EVERY * ADJUST_EVERY).await;
+                }
                 if let Some(step) = t.steps.update(Instant::now(), estimate) {
-                    let mut params = EncoderParams::new(t.codec, step);
-                    params.max_fps = t.max_fps;
-                    // Subscribe to the new step before leaving the old one,
-                    // so the picture never stops; its first frame is a keyframe.
-                    if let Some(Ok(new)) = t.view.subscribe_video(t.domid, t.display, params) {
-                        sub = new;
-                        t.live.set_encoder_bitrate(step);
+                    if t.resubscribe(&mut sub, step) {
                         tracing::info!(domid = t.domid, bitrate = step, estimate = estimate as u64, "viewer moved to another bitrate step");
                     }
                 }

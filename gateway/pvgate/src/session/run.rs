@@ -22,7 +22,7 @@ use super::protocol::{
     choose_codec, codec_name, guest_json, parse_client, AudioDesc, ClientMessage, DisplayDesc,
     Hello, ServerMessage, Transport, VideoDesc,
 };
-use super::rtc::{RtcPeer, RtcSetup};
+use super::rtc::{LinkPolicy, RtcPeer, RtcSetup};
 use super::signalling::{Signalling, Verdict};
 use super::websocket::{audio_pump, video_pump, Microphone};
 use super::{lock, Live};
@@ -460,6 +460,13 @@ async fn serve(
                 outbox: outbox.clone(),
                 live: live.clone(),
                 resolution: resolution.clone(),
+                adjust: LinkPolicy {
+                    policies: policies.clone(),
+                    guest: policy_guest.clone(),
+                    viewer: crate::policy::policy_viewer(viewer, remote),
+                    connector: display.connector,
+                    resolution: (display.width, display.height),
+                },
             };
             match RtcPeer::start(setup).await {
                 Ok(peer) => Media::Webrtc(peer),
@@ -492,10 +499,13 @@ async fn serve(
                     RecheckOutcome::Same => {}
                     RecheckOutcome::Role(role) => {
                         input.set_role(role);
-                        if role != Role::Control {
+                        let microphone = if role == Role::Control {
+                            mic.restore()
+                        } else {
                             mic.revoke();
-                        }
-                        outbox.send(&ServerMessage::error(recheck.role_message(role), false));
+                            false
+                        };
+                        outbox.send(&ServerMessage::error(recheck.role_message(role, microphone), false));
                     }
                     RecheckOutcome::Denied(reason) => {
                         fatal(outbox, reason);

@@ -77,8 +77,8 @@ pub async fn audio_pump(mut sub: AudioSubscriber, outbox: Arc<Outbox>) {
 pub struct Microphone {
     /// `None`: not allowed (role view, not asked, or no capture stream).
     pub capture: Option<Arc<StreamOutput>>,
-    /// Set when the tenant's policy withdrew control mid-session: every
-    /// packet is dropped from then on.
+    /// Set while the tenant's policy has withdrawn control mid-session:
+    /// every packet is dropped until control comes back.
     revoked: AtomicBool,
     pub accepted: AtomicU64,
     pub dropped: AtomicU64,
@@ -94,10 +94,17 @@ impl Microphone {
         }
     }
 
-    /// Stop passing packets to the guest (for good: a microphone is only
-    /// set up at the start of a session).
+    /// Stop passing packets to the guest.
     pub fn revoke(&self) {
         self.revoked.store(true, Ordering::Relaxed);
+    }
+
+    /// Pass packets again after [`Self::revoke`]. True when that brings
+    /// the microphone back; false when this session never had one (it is
+    /// only set up, and negotiated, at the start of a session).
+    pub fn restore(&self) -> bool {
+        self.revoked.store(false, Ordering::Relaxed);
+        self.capture.is_some()
     }
 
     /// One Opus packet from the viewer. False if it was dropped.
@@ -112,5 +119,50 @@ impl Microphone {
         let counter = if ok { &self.accepted } else { &self.dropped };
         counter.fetch_add(1, Ordering::Relaxed);
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvgate_backends::sound::StreamKey;
+    use pvgate_protocol::keys::StreamType;
+    use pvgate_protocol::sndif_config::{PcmHw, StreamConfig};
+
+    fn capture_output() -> Arc<StreamOutput> {
+        StreamOutput::unregistered(
+            StreamKey {
+                domid: 1,
+                devid: 0,
+                stream: 0,
+            },
+            StreamConfig {
+                index: 0,
+                card_index: 0,
+                path: "/test".into(),
+                kind: StreamType::Capture,
+                unique_id: None,
+                pcm_hw: PcmHw::linux_default(),
+            },
+        )
+    }
+
+    /// Control withdrawn and given back mid-session: the microphone the
+    /// session set up is silenced, then works again; a session without one
+    /// is told so (reconnect), not promised a microphone.
+    #[test]
+    fn control_given_back_restores_the_sessions_microphone() {
+        let mic = Microphone::new(Some(capture_output()));
+        mic.revoke();
+        assert!(!mic.packet(&[1, 2, 3]));
+        assert!(mic.revoked.load(Ordering::Relaxed));
+        assert!(mic.restore());
+        assert!(!mic.revoked.load(Ordering::Relaxed));
+
+        let none = Microphone::new(None);
+        none.revoke();
+        assert!(!none.restore());
+        assert!(!none.packet(&[1, 2, 3]));
+        assert_eq!(none.dropped.load(Ordering::Relaxed), 1);
     }
 }
