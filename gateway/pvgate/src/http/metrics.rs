@@ -471,6 +471,18 @@ pub fn render(
             a.encode_errors,
         );
         f.counter(
+            "pvgate_sound_encode_dropped_frames_total",
+            "Frames dropped because the Opus encoder fell behind the guest's clock.",
+            &l,
+            a.encode_dropped_frames,
+        );
+        f.counter(
+            "pvgate_sound_nonfinite_samples_total",
+            "NaN or infinite float samples from the guest, encoded as silence.",
+            &l,
+            a.nonfinite_samples,
+        );
+        f.counter(
             "pvgate_sound_capture_dropped_frames_total",
             "Microphone frames dropped (sent faster than the guest read).",
             &l,
@@ -713,6 +725,8 @@ pub mod tests {
                 stats: AudioStats {
                     underruns: 3,
                     cur_pos_lag_last_ns: 2_000_000,
+                    encode_dropped_frames: 960,
+                    nonfinite_samples: 11,
                     ..AudioStats::default()
                 },
                 ..StreamSample::default()
@@ -754,6 +768,8 @@ pub mod tests {
         assert_eq!(find("pvgate_display_copy_seconds_total").value, 1.5);
         assert_eq!(find("pvgate_sound_underruns_total").value, 3.0);
         assert_eq!(find("pvgate_sound_cur_pos_lag_seconds").value, 0.002);
+        assert_eq!(find("pvgate_sound_encode_dropped_frames_total").value, 960.0);
+        assert_eq!(find("pvgate_sound_nonfinite_samples_total").value, 11.0);
         assert_eq!(find("pvgate_viewer_rtt_seconds").value, 0.0125);
         assert!(find("pvgate_viewer_loss_ratio").value.is_nan());
         assert_eq!(find("pvgate_viewer_input_dropped_total").value, 4.0);
