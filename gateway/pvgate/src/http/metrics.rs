@@ -768,7 +768,10 @@ pub mod tests {
         assert_eq!(find("pvgate_display_copy_seconds_total").value, 1.5);
         assert_eq!(find("pvgate_sound_underruns_total").value, 3.0);
         assert_eq!(find("pvgate_sound_cur_pos_lag_seconds").value, 0.002);
-        assert_eq!(find("pvgate_sound_encode_dropped_frames_total").value, 960.0);
+        assert_eq!(
+            find("pvgate_sound_encode_dropped_frames_total").value,
+            960.0
+        );
         assert_eq!(find("pvgate_sound_nonfinite_samples_total").value, 11.0);
         assert_eq!(find("pvgate_viewer_rtt_seconds").value, 0.0125);
         assert!(find("pvgate_viewer_loss_ratio").value.is_nan());

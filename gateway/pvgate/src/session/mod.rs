@@ -17,6 +17,7 @@
 //! | this file | the route (authentication before upgrading) and the registry |
 
 pub mod admission;
+pub mod audio_rtp;
 pub mod bitrate;
 pub mod frames;
 pub mod input;

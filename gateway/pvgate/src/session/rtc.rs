@@ -70,6 +70,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use super::audio_rtp::AudioRtpClock;
 use super::bitrate::BitrateSteps;
 use super::outbox::Outbox;
 use super::protocol::{parse_client, ClientMessage, IceCandidate, ServerMessage, MAX_TEXT_FRAME};
@@ -840,18 +841,32 @@ async fn audio_task(
     let Some(pt) = negotiated_pt(&sender).await else {
         return;
     };
+    // Our own headers rather than the sample packetizer's: its timestamps
+    // only sum frame lengths, which a pause or dropped audio turns into
+    // latency in the browser (see `audio_rtp`). An Opus frame is one packet.
+    let mut clock = {
+        let mut seed = [0u8; 6];
+        let _ = getrandom::fill(&mut seed);
+        AudioRtpClock::new(
+            u16::from_le_bytes([seed[0], seed[1]]),
+            u32::from_le_bytes([seed[2], seed[3], seed[4], seed[5]]),
+        )
+    };
     while let Some(frame) = sub.recv().await {
-        let sample = Sample {
-            data: Bytes::from(frame.data.clone()),
-            duration: Duration::from_nanos(frame.duration_ns()),
-            ..Sample::new(Instant::now())
+        let stamp = clock.stamp(frame.timestamp, frame.samples, Instant::now());
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::Header {
+                version: 2,
+                marker: stamp.marker,
+                payload_type: pt,
+                sequence_number: stamp.sequence,
+                timestamp: stamp.timestamp,
+                ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::from(frame.data.clone()),
         };
-        if track
-            .sample_writer(ssrc, pt)
-            .write_sample(&sample)
-            .await
-            .is_err()
-        {
+        if track.write_rtp(packet).await.is_err() {
             return;
         }
     }
