@@ -1,7 +1,7 @@
 //! The task that drives one device's [`Lifecycle`] against xenstore and a
 //! protocol backend.
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pvgate_platform::{DomId, Platform};
 use pvgate_protocol::xenbus::XenbusState;
 use tokio::sync::{mpsc, watch};
@@ -157,6 +157,25 @@ pub async fn run_device(
                 }
                 Action::Connect => {
                     let result = backend.connect(&ctx).await;
+                    // Watch events that came in while we read and mapped the
+                    // frontend's keys: they decide whether a failure is its.
+                    let mut moved = false;
+                    while let Some(Some(_)) = watch.next().now_or_never() {
+                        moved = true;
+                    }
+                    if moved {
+                        let frontend = read_state(&ctx, &state_path).await;
+                        tracing::debug!(device = %name, ?frontend, "frontend state (while connecting)");
+                        if let Err(e) = &result {
+                            tracing::info!(device = %name, error = %e, ?frontend, "the frontend changed state while we connected; trying again with what it publishes now");
+                            pending.extend(lifecycle.connect_failed_while_frontend_moved());
+                        } else {
+                            tracing::info!(device = %name, "connected");
+                            pending.extend(lifecycle.connect_result(true));
+                        }
+                        pending.extend(lifecycle.frontend_changed(frontend));
+                        continue;
+                    }
                     if let Err(e) = &result {
                         tracing::warn!(device = %name, error = %e, "cannot connect to the frontend; closing the device");
                     } else {

@@ -187,6 +187,22 @@ impl Lifecycle {
         }
     }
 
+    /// A connect failed while the frontend's state changed under it:
+    /// snd-xen-front tears down and re-publishes when it sees InitWait
+    /// twice (xenstore may fire the watch twice), so the refs we read may be
+    /// its previous instance's, already revoked. Not the frontend's fault:
+    /// stay on offer and let its current state decide (feed it through
+    /// [`Self::frontend_changed`]). Closing here left it waiting for our
+    /// Closed while we waited for it: a reloaded sound device was dead
+    /// (seen under real Xen, tests/xen-qemu).
+    pub fn connect_failed_while_frontend_moved(&mut self) -> Vec<Action> {
+        if !self.connecting {
+            return Vec::new();
+        }
+        self.connecting = false;
+        vec![Action::Disconnect]
+    }
+
     /// The backend failed while connected (a bad ring, a flood): close the
     /// device, as Linux backends do on a fatal protocol error.
     pub fn fatal(&mut self) -> Vec<Action> {
@@ -216,6 +232,24 @@ impl Lifecycle {
 mod tests {
     use super::*;
     use Action::*;
+
+    #[test]
+    fn a_connect_that_raced_a_republishing_sound_frontend_tries_again() {
+        let mut lc = Lifecycle::new(ConnectWhen::Initialised).frontend_restarts_on_initwait();
+        lc.start(XenbusState::Initialising);
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+        // Its rings changed while we mapped them: no Closing.
+        assert_eq!(lc.connect_failed_while_frontend_moved(), vec![Disconnect]);
+        assert_eq!(lc.state(), XenbusState::InitWait);
+        // The watch's queued events all read the state as it is now.
+        assert_eq!(lc.frontend_changed(Initialised), vec![Connect]);
+        assert_eq!(
+            lc.connect_result(true),
+            vec![SwitchState(XenbusState::Connected)]
+        );
+        // Without a connect in flight it does nothing.
+        assert_eq!(lc.connect_failed_while_frontend_moved(), vec![]);
+    }
     use XenbusState::*;
 
     #[test]
